@@ -1,0 +1,64 @@
+"""The exceptions fastmc raises for problems with the user's input."""
+
+from __future__ import annotations
+
+__all__ = ["EventFormatError", "FastMCError", "MissingExtraError", "StaleStoreError"]
+
+
+class FastMCError(Exception):
+    """Base class of every error fastmc raises on purpose."""
+
+
+class EventFormatError(FastMCError, ValueError):
+    """A line of an event file is malformed.
+
+    The message reads ``file:line: field F: expected X, got 'Y'``, so that an editor or a
+    terminal can jump to the place.  The parts are also attributes.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        line: int | None,
+        field: str,
+        expected: str,
+        got: str | None = None,
+    ) -> None:
+        self.path = str(path)
+        self.line = line
+        self.field = field
+        self.expected = expected
+        self.got = got
+        where = self.path if line is None else f"{self.path}:{line}"
+        msg = f"{where}: field {field}: expected {expected}"
+        if got is not None:
+            shown = got if len(got) <= 60 else got[:57] + "..."
+            msg += f", got {shown!r}"
+        super().__init__(msg)
+
+    def __reduce__(self):  # picklable across worker processes
+        return (type(self), (self.path, self.line, self.field, self.expected, self.got))
+
+
+class StaleStoreError(FastMCError):
+    """An event store was written by another schema version, or its sources changed."""
+
+
+class MissingExtraError(FastMCError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+def require(module: str, extra: str):
+    """Import an optional dependency, or raise :class:`MissingExtraError` naming the extra.
+
+    >>> np = require("numpy", "core")
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise MissingExtraError(
+            f"{module} is needed for this feature; install it with "
+            f"`pip install 'fastmc[{extra}]'` (or `make install`)"
+        ) from exc
