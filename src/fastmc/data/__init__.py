@@ -1,0 +1,1 @@
+"""Data pipeline: event store (``prepare``), encodings (Events <-> tensors) and the loader."""

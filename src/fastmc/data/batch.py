@@ -1,0 +1,91 @@
+"""``RawBatch``: a batch of events as torch tensors, the currency between loader and models.
+
+The loader yields RawBatch; each model's encoding turns it into its own inputs (and its outputs
+back into a RawBatch), so every model, whatever its parameterisation, trains from the same
+stream.  Units as in :class:`fastmc.events.Events` (GeV, radians).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from fastmc.events import Events
+
+__all__ = ["RawBatch"]
+
+
+@dataclasses.dataclass
+class RawBatch:
+    """B events as tensors (all on one device).
+
+    Attributes
+    ----------
+    types : int64 [B, K]   object type codes (0 padding, 1..7 = j, b, e-, e+, m-, m+, g)
+    p4 : float [B, K, 4]   (E, pT, eta, phi), GeV; zero for padding
+    met : float [B]        MET, GeV
+    met_phi : float [B]    MET azimuth, radians
+    weight : float [B]     event weights
+    process : int64 [B]    process index (into the store's / model's process list)
+    """
+
+    types: torch.Tensor
+    p4: torch.Tensor
+    met: torch.Tensor
+    met_phi: torch.Tensor
+    weight: torch.Tensor
+    process: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.types.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.p4.device
+
+    def to(self, device: torch.device | str) -> RawBatch:
+        """The same batch on ``device``."""
+        return RawBatch(**{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)})
+
+    @classmethod
+    def from_events(
+        cls,
+        events: Events,
+        *,
+        process: np.ndarray | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> RawBatch:
+        """Tensors from Events; ``process`` (int [N]) defaults to ``events.process_code``."""
+        proc = events.process_code if process is None else process
+        return cls(
+            types=torch.as_tensor(events.types, device=device).long(),
+            p4=torch.as_tensor(events.p4, device=device).to(dtype),
+            met=torch.as_tensor(events.met, device=device).to(dtype),
+            met_phi=torch.as_tensor(events.met_phi, device=device).to(dtype),
+            weight=torch.as_tensor(events.weight, device=device).to(dtype),
+            process=torch.as_tensor(np.asarray(proc), device=device).long(),
+        )
+
+    def to_events(
+        self,
+        *,
+        process_names: tuple[str, ...] = ("generated",),
+        event_id_start: int = 0,
+        meta: dict | None = None,
+    ) -> Events:
+        """Events (numpy, CPU) from this batch; event IDs count up from ``event_id_start``."""
+        n = len(self)
+        return Events(
+            types=self.types.detach().to("cpu", torch.int8).numpy(),
+            p4=self.p4.detach().to("cpu", torch.float32).numpy(),
+            met=self.met.detach().to("cpu", torch.float32).numpy(),
+            met_phi=self.met_phi.detach().to("cpu", torch.float32).numpy(),
+            event_id=np.arange(event_id_start, event_id_start + n, dtype=np.int64),
+            process_code=self.process.detach().cpu().numpy().astype(np.int32),
+            process_names=process_names,
+            weight=self.weight.detach().to("cpu", torch.float64).numpy(),
+            meta=dict(meta or {}),
+        )
