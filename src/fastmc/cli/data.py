@@ -1,0 +1,70 @@
+"""``fastmc prepare``: parse event files once into an event store (see fastmc.data.store)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from fastmc.cli._app import app, console, errors_as_exit, fail, progress_bar
+from fastmc.errors import FastMCError
+
+
+@app.command("prepare")
+def prepare_cmd(
+    inputs: list[str] = typer.Argument(
+        ...,
+        help="Event files or globs: Dark Machines CSV (.csv/.csv.gz, MeV), .parquet or .root.",
+        show_default=False,
+    ),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="Store directory to create.", show_default=False
+    ),
+    val: float = typer.Option(0.1, "--val", help="Fraction of each process held out for validation."),
+    test: float = typer.Option(0.1, "--test", help="Fraction of each process held out for testing."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the train/val/test split."),
+    max_objects: int = typer.Option(
+        19, "--max-objects", help="Object slots per event (K); events with more objects fail."
+    ),
+    truncate: bool = typer.Option(
+        False, "--truncate", help="Cut events with more than --max-objects objects instead of failing."
+    ),
+    skip_bad: bool = typer.Option(
+        False, "--skip-bad", help="Skip malformed lines (counted) instead of failing."
+    ),
+    chunk_size: int = typer.Option(
+        100_000, "--chunk-size", help="Events parsed at a time (bounds memory)."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing store."),
+) -> None:
+    """Parse event files once into a memory-mappable event store with train/val/test splits.
+
+    Energies are stored in GeV (Dark Machines CSV files are in MeV and converted on reading).
+    The split is drawn per process, reproducibly for --seed.  `fastmc info STORE` summarises it.
+    """
+    from fastmc.data.store import prepare, summary_table
+
+    if output.exists() and not overwrite:
+        raise fail(f"{output} exists; pass --overwrite to replace it")
+    with errors_as_exit():
+        try:
+            with progress_bar("prepare", total=None) as advance:
+                path = prepare(
+                    inputs,
+                    output,
+                    val=val,
+                    test=test,
+                    seed=seed,
+                    max_objects=max_objects,
+                    chunk_size=chunk_size,
+                    on_error="skip" if skip_bad else "raise",
+                    truncate=truncate,
+                    overwrite=overwrite,
+                    progress=advance,
+                )
+        except FastMCError:
+            raise
+        except (ValueError, FileNotFoundError, FileExistsError) as exc:
+            raise fail(str(exc)) from None
+    console.print(summary_table(path))
+    console.print(f"[green]wrote[/] {path}")

@@ -1,0 +1,445 @@
+"""Physics-aware kinematic parameterisation of events over fixed object slots (exact inverse).
+
+Events are laid out in **slots**: ``max_jets`` jet slots (``j`` and ``b`` together), then
+``max_electrons``, ``max_muons`` and ``max_photons`` slots, each group in descending pT (Dark
+Machines order).  Each slot has 4 parameters and each event 2 more (MET), so an event is a
+vector ``x`` of ``D = 4 * S + 2`` real numbers (``S`` slots) plus a presence mask:
+
+====================  =============================================================  ==========
+slot parameter        definition                                                     inverse
+====================  =============================================================  ==========
+pT, first in group    ``log(pT - t_g)``, ``t_g`` the group's pT threshold            exp + t_g
+pT, later in group    ``logit(r)``, ``r = (pT_k - t_g) / (pT_{k-1} - t_g)`` in (0, 1]  sigmoid
+eta                   ``atanh(eta / eta_max_g)``                                     tanh
+phi                   ``atanh(dphi / pi')``, ``dphi = wrap(phi - phi_ref + pi)``       tanh
+mass                  ``log(max(E / (pT cosh eta) - 1, 1e-6))``                      exp
+====================  =============================================================  ==========
+
+and per event ``log(MET)`` and the MET azimuth like an object's phi.  ``phi_ref`` is the azimuth
+of the event's first object (Dark Machines order); its own phi parameter is absent (the
+generator draws ``phi_ref`` uniformly: the physics is symmetric under a global rotation).  In an
+event without objects the MET azimuth is the reference and its parameter is absent.  ``pi' =
+pi (1 + 1e-4)`` keeps the map finite at +-pi.
+
+By construction every decoded event has: pT above the group threshold and in descending order
+inside each group, ``|eta| < eta_max_g``, phi in (-pi, pi], ``E > pT cosh(eta)``, MET > 0.
+Jets closer than ``jet_radius`` in (eta, phi) are not produced: the decoder moves a later
+(softer) jet that falls inside the radius of an earlier one radially out to the radius.  That
+step is the identity on every event whose jets are already separated (all training events,
+since ``jet_radius`` is fitted below their smallest separation), so the round trip
+events -> parameters -> events is exact; for generated events it replaces rejection.
+
+Exactness limits (float tolerance): ratios of equal pTs are stored as ``1 - 1e-6``, masses
+below ``1e-6`` relative as ``1e-6``, and values outside the fitted ranges (eta beyond
+``eta_max_g``, pT below ``t_g``) are clamped into them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from fastmc.data.batch import RawBatch
+from fastmc.events import GROUP_OF_TYPE
+
+__all__ = [
+    "FEATURES_PER_SLOT",
+    "N_GROUPS",
+    "Parameterisation",
+    "SlotLayout",
+    "fit_parameterisation",
+    "sort_dark_machines",
+]
+
+N_GROUPS = 4  # jets, electrons, muons, photons
+FEATURES_PER_SLOT = 4  # pT, eta, phi, mass parameters
+EVENT_FEATURES = 2  # log MET, MET phi
+RATIO_MAX = 1.0 - 1e-6
+MASS_FLOOR = 1e-6
+PHI_SCALE = math.pi * (1.0 + 1e-4)
+ETA_CLAMP = 1.0 - 1e-7
+_PI32_BELOW = float(np.nextafter(np.float32(np.pi), np.float32(0)))  # largest float32 < pi
+_GROUP_RANK = torch.tensor([99, 0, 0, 1, 1, 2, 2, 3])
+_GROUP_OF_TYPE = torch.as_tensor(GROUP_OF_TYPE.astype(np.int64))
+
+
+def _wrap(phi: torch.Tensor) -> torch.Tensor:
+    """Angles (radians, any shape) wrapped into (-pi, pi]."""
+    out = torch.remainder(phi + math.pi, 2 * math.pi) - math.pi
+    return torch.where(out <= -math.pi, out + 2 * math.pi, out)
+
+
+def sort_dark_machines(types: torch.Tensor, p4: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Objects in Dark Machines order: ``types`` int [B, K], ``p4`` [B, K, 4] (E, pT, eta, phi)."""
+    rank = _GROUP_RANK.to(types.device)[types].double()
+    pt = torch.where(types == 0, torch.zeros_like(p4[..., 1]), p4[..., 1]).double()
+    order = torch.argsort(rank * 1e12 - pt, dim=1, stable=True)
+    return types.gather(1, order), p4.gather(1, order[..., None].expand_as(p4))
+
+
+@dataclasses.dataclass(frozen=True)
+class SlotLayout:
+    """Number of slots per object group (jets incl. b-jets, electrons, muons, photons)."""
+
+    jets: int
+    electrons: int
+    muons: int
+    photons: int
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if not isinstance(v, int) or v < 0:
+                raise ValueError(f"SlotLayout.{f.name} must be an integer >= 0, got {v!r}")
+        if self.n_slots == 0:
+            raise ValueError("SlotLayout needs at least one slot")
+
+    @property
+    def sizes(self) -> tuple[int, int, int, int]:
+        return (self.jets, self.electrons, self.muons, self.photons)
+
+    @property
+    def n_slots(self) -> int:
+        return sum(self.sizes)
+
+    @property
+    def offsets(self) -> tuple[int, ...]:
+        """First slot index of each group."""
+        return tuple(int(v) for v in np.cumsum((0, *self.sizes))[:-1])
+
+    @property
+    def dim(self) -> int:
+        """D, the length of the parameter vector of one event."""
+        return FEATURES_PER_SLOT * self.n_slots + EVENT_FEATURES
+
+    def slot_group(self) -> torch.Tensor:
+        """Group index (0 jets .. 3 photons) of every slot, int64 [S]."""
+        return torch.repeat_interleave(torch.arange(N_GROUPS), torch.tensor(self.sizes))
+
+    def to_slots(
+        self, types: torch.Tensor, p4: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Scatter objects (Dark Machines order) into slots.
+
+        ``types`` int [B, K], ``p4`` [B, K, 4].  Returns slot types int64 [B, S] (0 = empty),
+        slot four-vectors [B, S, 4] and the number of objects dropped per event int64 [B]
+        (objects beyond a group's slots, the softest of the group).
+        """
+        b, _ = types.shape
+        types = types.long()
+        group = _GROUP_OF_TYPE.to(types.device)[types] - 1  # -1 padding
+        slot = torch.full_like(types, -1)
+        for g, (off, size) in enumerate(zip(self.offsets, self.sizes, strict=True)):
+            m = group == g
+            rank = torch.cumsum(m.long(), dim=1) - 1
+            keep = m & (rank < size)
+            slot = torch.where(keep, off + rank, slot)
+        kept = slot >= 0
+        dropped = ((types > 0) & ~kept).sum(dim=1)
+        s = self.n_slots
+        slot_types = torch.zeros(b, s, dtype=torch.long, device=types.device)
+        slot_p4 = torch.zeros(b, s, 4, dtype=p4.dtype, device=p4.device)
+        bi, ki = kept.nonzero(as_tuple=True)
+        slot_types[bi, slot[bi, ki]] = types[bi, ki]
+        slot_p4[bi, slot[bi, ki]] = p4[bi, ki]
+        return slot_types, slot_p4, dropped
+
+    def from_slots(
+        self, slot_types: torch.Tensor, slot_p4: torch.Tensor, max_objects: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gather slots back into padded objects (Dark Machines order), width ``max_objects``."""
+        present = slot_types > 0
+        order = torch.argsort((~present).long(), dim=1, stable=True)[:, :max_objects]
+        types = slot_types.gather(1, order)
+        p4 = slot_p4.gather(1, order[..., None].expand(-1, -1, 4))
+        p4 = torch.where((types > 0)[..., None], p4, torch.zeros_like(p4))
+        if max_objects > order.shape[1]:
+            pad = max_objects - order.shape[1]
+            types = torch.nn.functional.pad(types, (0, pad))
+            p4 = torch.nn.functional.pad(p4, (0, 0, 0, pad))
+        return types, p4
+
+
+@dataclasses.dataclass(frozen=True)
+class Parameterisation:
+    """Fitted constants of the parameterisation (see the module docstring).
+
+    pt_threshold : GeV per group (jets, electrons, muons, photons), below every training pT
+    eta_max : per group, above every training |eta|
+    jet_radius : smallest allowed (eta, phi) distance between two jets
+    """
+
+    layout: SlotLayout
+    pt_threshold: tuple[float, float, float, float]
+    eta_max: tuple[float, float, float, float]
+    jet_radius: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable description (GeV)."""
+        return {
+            "layout": dataclasses.asdict(self.layout),
+            "pt_threshold_gev": list(self.pt_threshold),
+            "eta_max": list(self.eta_max),
+            "jet_radius": self.jet_radius,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Parameterisation:
+        return cls(
+            layout=SlotLayout(**data["layout"]),
+            pt_threshold=tuple(float(v) for v in data["pt_threshold_gev"]),  # type: ignore[arg-type]
+            eta_max=tuple(float(v) for v in data["eta_max"]),  # type: ignore[arg-type]
+            jet_radius=float(data["jet_radius"]),
+        )
+
+    # ------------------------------------------------------------------ forward
+    def encode(self, raw: RawBatch) -> dict[str, torch.Tensor]:
+        """Parameters of a batch of events.
+
+        Returns a dict: ``x`` float64 [B, D] (absent entries 0), ``present`` bool [B, D],
+        ``slot_types`` int64 [B, S], ``phi_ref`` float64 [B] (radians) and ``dropped`` int64
+        [B] (objects beyond the slots, see :meth:`SlotLayout.to_slots`).
+        """
+        lay = self.layout
+        types, p4 = sort_dark_machines(raw.types.long(), raw.p4)
+        slot_types, sp4, dropped = lay.to_slots(types, p4.double())
+        dev = sp4.device
+        e, pt, eta, phi = sp4.unbind(-1)
+        present = slot_types > 0
+        group = lay.slot_group().to(dev)
+        thr = torch.tensor(self.pt_threshold, dtype=torch.float64, device=dev)[group]
+        emax = torch.tensor(self.eta_max, dtype=torch.float64, device=dev)[group]
+        first = torch.zeros(lay.n_slots, dtype=torch.bool, device=dev)
+        first[list(lay.offsets)] = True
+        one = torch.ones_like(pt)
+        above = torch.where(present, (pt - thr).clamp_min(1e-9), one)
+        prev = torch.cat([one[:, :1], above[:, :-1]], dim=1)
+        ratio = (above / prev).clamp(1e-300, RATIO_MAX)
+        pt_par = torch.where(first, above.log(), ratio.log() - torch.log1p(-ratio))
+        eta_par = torch.atanh((eta / emax).clamp(-ETA_CLAMP, ETA_CLAMP))
+        n_obj = present.sum(dim=1)
+        met = raw.met.double().clamp_min(1e-3)
+        met_phi = raw.met_phi.double()
+        first_slot = torch.argmax(present.long(), dim=1)
+        phi_ref = torch.where(n_obj > 0, phi.gather(1, first_slot[:, None])[:, 0], met_phi)
+        phi_par = torch.atanh(_wrap(phi - phi_ref[:, None] + math.pi) / PHI_SCALE)
+        ratio_m = e / (pt.clamp_min(1e-9) * torch.cosh(eta)) - 1.0
+        mass_par = torch.log(ratio_m.clamp_min(MASS_FLOOR))
+        slot_x = torch.stack([pt_par, eta_par, phi_par, mass_par], dim=-1)
+        slot_present = present[..., None].expand(-1, -1, FEATURES_PER_SLOT).clone()
+        slot_present[torch.arange(len(first_slot), device=dev), first_slot, 2] = False
+        slot_present[:, :, 2] &= present
+        met_x = torch.stack(
+            [met.log(), torch.atanh(_wrap(met_phi - phi_ref + math.pi) / PHI_SCALE)], dim=-1
+        )
+        met_present = torch.stack([torch.ones_like(n_obj > 0), n_obj > 0], dim=-1)
+        x = torch.cat([slot_x.flatten(1), met_x], dim=1)
+        pres = torch.cat([slot_present.flatten(1), met_present], dim=1)
+        x = torch.where(pres, x, torch.zeros_like(x))
+        return {
+            "x": x,
+            "present": pres,
+            "slot_types": slot_types,
+            "phi_ref": phi_ref,
+            "dropped": dropped,
+        }
+
+    def presence(self, slot_types: torch.Tensor) -> torch.Tensor:
+        """The presence mask bool [B, D] implied by slot types int [B, S]."""
+        present = slot_types > 0
+        b = present.shape[0]
+        first_slot = torch.argmax(present.long(), dim=1)
+        slot_present = present[..., None].expand(-1, -1, FEATURES_PER_SLOT).clone()
+        slot_present[torch.arange(b, device=present.device), first_slot, 2] = False
+        has = present.any(dim=1)
+        met_present = torch.stack([torch.ones_like(has), has], dim=-1)
+        return torch.cat([slot_present.flatten(1), met_present], dim=1)
+
+    # ------------------------------------------------------------------ inverse
+    def decode(
+        self,
+        x: torch.Tensor,
+        slot_types: torch.Tensor,
+        phi_ref: torch.Tensor,
+        *,
+        max_objects: int,
+    ) -> tuple[RawBatch, dict[str, int]]:
+        """Events from parameters: the exact inverse of :meth:`encode`.
+
+        ``x`` float [B, D] (absent entries ignored, any value), ``slot_types`` int [B, S],
+        ``phi_ref`` [B] radians (draw it uniformly in (-pi, pi] for new events).  Returns a
+        RawBatch (float32, GeV, width ``max_objects``, weight 1, process 0) and counts of the
+        repair step: ``{"jets_moved": ..., "jet_pairs_still_close": ...}``.
+        """
+        lay = self.layout
+        dev = x.device
+        x = x.double()
+        b, s = slot_types.shape
+        present = slot_types > 0
+        sx = x[:, : FEATURES_PER_SLOT * s].reshape(b, s, FEATURES_PER_SLOT)
+        group = lay.slot_group().to(dev)
+        thr = torch.tensor(self.pt_threshold, dtype=torch.float64, device=dev)[group]
+        emax = torch.tensor(self.eta_max, dtype=torch.float64, device=dev)[group]
+        # pT: first of a group exp, later ones times sigmoid(ratio logit), group by group
+        factors = torch.where(
+            torch.isin(torch.arange(s, device=dev), torch.tensor(lay.offsets, device=dev)),
+            sx[..., 0].clamp(max=30.0).exp(),
+            torch.sigmoid(sx[..., 0]),
+        )
+        above = torch.zeros_like(factors)
+        for off, size in zip(lay.offsets, lay.sizes, strict=True):
+            if size:
+                above[:, off : off + size] = torch.cumprod(factors[:, off : off + size], dim=1)
+        pt = (above + thr).float()
+        eta = (emax * torch.tanh(sx[..., 1])).float()
+        dphi = PHI_SCALE * torch.tanh(sx[..., 2])
+        first_slot = torch.argmax(present.long(), dim=1)
+        phi = _wrap(phi_ref.double()[:, None] + dphi - math.pi)
+        is_first = torch.zeros_like(present)
+        is_first[torch.arange(b, device=dev), first_slot] = True
+        phi = torch.where(is_first, phi_ref.double()[:, None].expand_as(phi), phi)
+        phi, moved, close = self._separate_jets(eta, phi, present)
+        phi = phi.float().clamp(-_PI32_BELOW, _PI32_BELOW)
+        ratio_m = sx[..., 3].clamp(max=30.0).exp()
+        e64 = pt.double() * torch.cosh(eta.double()) * (1.0 + ratio_m)
+        e = e64.float()
+        e = torch.where(e.double() < e64, torch.nextafter(e, torch.full_like(e, math.inf)), e)
+        sp4 = torch.stack([e, pt, eta, phi], dim=-1)
+        sp4 = torch.where(present[..., None], sp4, torch.zeros_like(sp4))
+        types, p4 = lay.from_slots(slot_types, sp4, max_objects)
+        has = present.any(dim=1)
+        met = x[:, -2].clamp(max=30.0).exp()
+        met_phi = torch.where(has, _wrap(phi_ref.double() + PHI_SCALE * torch.tanh(x[:, -1]) - math.pi), phi_ref.double())
+        met_phi = met_phi.float().clamp(-_PI32_BELOW, _PI32_BELOW)
+        raw = RawBatch(
+            types=types,
+            p4=p4,
+            met=met.float(),
+            met_phi=met_phi,
+            weight=torch.ones(b, device=dev),
+            process=torch.zeros(b, dtype=torch.long, device=dev),
+        )
+        return raw, {"jets_moved": moved, "jet_pairs_still_close": close}
+
+    def _close_pairs(self, eta: torch.Tensor, phi: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """bool [B, J, J]: pairs (k, i), i < k, of present jets closer than ``jet_radius``."""
+        nj = self.layout.jets
+        eta, phi = eta[:, :nj].double(), phi[:, :nj].double()
+        de = eta[:, :, None] - eta[:, None, :]
+        dp = _wrap(phi[:, :, None] - phi[:, None, :])
+        close = de * de + dp * dp < self.jet_radius**2
+        both = present[:, :nj, None] & present[:, None, :nj]
+        lower = torch.ones(nj, nj, dtype=torch.bool, device=eta.device).tril(-1)
+        return close & both & lower
+
+    def _separate_jets(
+        self, eta: torch.Tensor, phi: torch.Tensor, present: torch.Tensor
+    ) -> tuple[torch.Tensor, int, int]:
+        """Place every jet at least ``jet_radius`` from all harder jets, in pT order.
+
+        ``eta`` float32 [B, S] (modified in place), ``phi`` float64 [B, S].  Jet k closer than
+        the radius to a harder jet moves to the nearest free candidate: the radial pushes of
+        its position out of each harder jet's radius, else the nearest free point of a fixed
+        (eta, phi) grid.  Returns the new phi, the number of jets moved and the number of jet
+        pairs still closer than the radius (0 unless a region is completely full).  The
+        identity when every pair of jets is already at least ``jet_radius`` apart.
+        """
+        nj = self.layout.jets
+        r = self.jet_radius
+        if nj < 2 or r <= 0 or not bool(self._close_pairs(eta, phi, present).any()):
+            return phi, 0, 0
+        target = r * (1.0 + 1e-4)
+        emax = self.eta_max[0] * ETA_CLAMP
+        dev = phi.device
+        eta64 = eta.double()
+        moved = 0
+
+        def free(ce: torch.Tensor, cp: torch.Tensor, rows: torch.Tensor, k: int) -> torch.Tensor:
+            # candidates [b, c]; True where at least target*(1-1e-5) from every harder jet
+            de = ce[:, :, None] - eta64[rows, None, :k]
+            dp = _wrap(cp[:, :, None] - phi[rows, None, :k])
+            ok = (de * de + dp * dp >= (r * (1 + 5e-5)) ** 2) | ~present[rows, None, :k]
+            return ok.all(dim=2)
+
+        for k in range(1, nj):
+            de = eta64[:, k : k + 1] - eta64[:, :k]
+            dp = _wrap(phi[:, k : k + 1] - phi[:, :k])
+            close = (de * de + dp * dp < r * r) & present[:, :k] & present[:, k : k + 1]
+            rows = close.any(dim=1).nonzero()[:, 0]
+            if not len(rows):
+                continue
+            moved += len(rows)
+            pe, pp = eta64[rows, k], phi[rows, k]
+            de, dp = de[rows], dp[rows]
+            dr = torch.sqrt(de * de + dp * dp)
+            unit_e = torch.where(dr > 1e-12, de / dr.clamp_min(1e-12), torch.zeros_like(de))
+            unit_p = torch.where(dr > 1e-12, dp / dr.clamp_min(1e-12), torch.ones_like(dp))
+            ce = (eta64[rows, :k] + target * unit_e).clamp(-emax, emax)
+            cp = _wrap(phi[rows, :k] + target * unit_p)
+            ok = free(ce, cp, rows, k) & present[rows, :k]
+            if not bool(ok.any(dim=1).all()):
+                ge = torch.linspace(-emax, emax, 81, dtype=torch.float64, device=dev)
+                gp = torch.linspace(-math.pi, math.pi, 129, dtype=torch.float64, device=dev)[1:]
+                gge, ggp = torch.meshgrid(ge, gp, indexing="ij")
+                ce = torch.cat([ce, gge.reshape(1, -1).expand(len(rows), -1)], dim=1)
+                cp = torch.cat([cp, ggp.reshape(1, -1).expand(len(rows), -1)], dim=1)
+                ok = torch.cat([ok, free(ce[:, k:], cp[:, k:], rows, k)], dim=1)
+            dist = (ce - pe[:, None]) ** 2 + _wrap(cp - pp[:, None]) ** 2
+            dist = torch.where(ok, dist, torch.full_like(dist, math.inf))
+            best = dist.argmin(dim=1)
+            found = torch.isfinite(dist.gather(1, best[:, None])[:, 0])
+            eta64[rows, k] = torch.where(found, ce.gather(1, best[:, None])[:, 0], pe)
+            phi[rows, k] = torch.where(found, cp.gather(1, best[:, None])[:, 0], pp)
+        eta.copy_(eta64.float())
+        left = int(self._close_pairs(eta, phi.float(), present).sum())
+        return phi, moved, left
+
+
+def fit_parameterisation(
+    raw: RawBatch,
+    layout: SlotLayout,
+    *,
+    pt_margin: float = 0.005,
+    eta_margin: float = 1e-3,
+    radius_margin: float = 1e-3,
+    default_jet_radius: float = 0.4,
+) -> Parameterisation:
+    """Fit thresholds from training events ``raw`` (GeV).
+
+    ``t_g = (1 - pt_margin) * min pT`` of group g, ``eta_max_g = max|eta| + eta_margin``,
+    ``jet_radius = min dR between two jets - radius_margin`` (``default_jet_radius`` when no
+    event has two jets).  Groups absent from the data get threshold 10 GeV and eta_max 2.5.
+    """
+    types, p4 = sort_dark_machines(raw.types.long(), raw.p4)
+    slot_types, sp4, _ = layout.to_slots(types, p4.double())
+    group = _GROUP_OF_TYPE.to(slot_types.device)[slot_types] - 1
+    thr, emax = [], []
+    for g in range(N_GROUPS):
+        m = group == g
+        if bool(m.any()):
+            thr.append(float(sp4[..., 1][m].min()) * (1.0 - pt_margin))
+            emax.append(float(sp4[..., 2][m].abs().max()) + eta_margin)
+        else:
+            thr.append(10.0)
+            emax.append(2.5)
+    radius = default_jet_radius
+    nj = layout.jets
+    if nj >= 2:
+        jm = group[:, :nj] == 0
+        eta, phi = sp4[:, :nj, 2], sp4[:, :nj, 3]
+        de = eta[:, :, None] - eta[:, None, :]
+        dp = _wrap(phi[:, :, None] - phi[:, None, :])
+        dr = torch.sqrt(de * de + dp * dp)
+        pair = jm[:, :, None] & jm[:, None, :] & ~torch.eye(nj, dtype=torch.bool, device=jm.device)
+        if bool(pair.any()):
+            radius = max(float(dr[pair].min()) - radius_margin, 0.0)
+    return Parameterisation(
+        layout=layout,
+        pt_threshold=tuple(thr),  # type: ignore[arg-type]
+        eta_max=tuple(emax),  # type: ignore[arg-type]
+        jet_radius=radius,
+    )

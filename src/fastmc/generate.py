@@ -1,0 +1,256 @@
+"""Generation: sample a trained model in batches and stream the events to a file.
+
+:func:`generate` draws ``n`` events from a model directory (or a loaded model) batch by batch,
+decodes them through the model's encoding inverse (GeV, Dark Machines order) and writes each
+batch to :func:`fastmc.io.open_writer` at once, so memory stays flat whatever ``n`` is
+(10^9 events is a matter of disk and time).  The output is atomic (a temporary file renamed
+at the end).
+
+Randomness: the run is cut into shards of ``shard_size`` events (attempted events, counting
+those a channel selection rejects); shard ``k`` draws from its own torch generator seeded
+with :func:`shard_seed` ``(seed, k)``.  The same seed, batch size and shard size give the
+same events; the output's metadata records the seed rule and the seeds of the shards.
+
+Weights: a model trained by :func:`fastmc.train.train_from_store` knows each process's
+``cross_section_weight`` (sigma x 10/fb, the sum of the source file's weights); every
+generated event gets ``cross_section_weight / n``, so the generated sample represents the same
+cross section x luminosity as the training sample.  Without that information the weight is 1.
+
+Selection: ``channel="chan1"`` (etc., :func:`fastmc.selection.passes_channel`) keeps only
+events passing the reference sample's selection, generating until ``n`` are accepted; the
+rejected share is reported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fastmc import __version__
+from fastmc.data.batch import RawBatch
+from fastmc.events import Events
+from fastmc.models.base import GenerativeModel, load_model
+
+__all__ = ["GenerateReport", "event_weight", "generate", "generate_events", "shard_seed"]
+
+SEED_RULE = "numpy.random.SeedSequence(seed, spawn_key=(shard,)).generate_state(1, uint64)[0] >> 1"
+
+
+def shard_seed(seed: int, shard: int) -> int:
+    """The torch seed of shard ``shard`` of a run seeded with ``seed`` (see module doc)."""
+    state = np.random.SeedSequence(seed, spawn_key=(shard,)).generate_state(1, np.uint64)[0]
+    return int(state) >> 1
+
+
+@dataclasses.dataclass
+class GenerateReport:
+    """What :func:`generate` did."""
+
+    path: str | None
+    n: int
+    attempted: int
+    rejected_share: float
+    seconds: float
+    events_per_s: float
+    prior: str
+    process: str
+    seed: int
+    shards: int
+    weight: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def event_weight(model: GenerativeModel, process: str, n: int) -> float:
+    """Weight of each of ``n`` generated events of ``process`` (see module docstring)."""
+    info = (model.info or {}).get("processes", {}).get(process)
+    if not info or "cross_section_weight" not in info:
+        return 1.0
+    return float(info["cross_section_weight"]) / max(n, 1)
+
+
+def _truth_stream(path: str | os.PathLike[str], batch: int, k: int) -> Iterator[Events]:
+    """Events of ``path`` in chunks of ``batch``, cycling from the start when exhausted."""
+    from fastmc.io import iter_events
+
+    while True:
+        got = False
+        for chunk in iter_events(path, chunk_size=batch, max_objects=k, truncate=True):
+            if len(chunk):
+                got = True
+                yield chunk
+        if not got:
+            raise ValueError(f"{path}: no events to use for the truth prior")
+
+
+def generate_events(
+    model: GenerativeModel,
+    n: int,
+    *,
+    prior: str = "normal",
+    process: str | None = None,
+    batch_size: int = 10_000,
+    seed: int = 0,
+    shard_size: int = 1_000_000,
+    channel: str | None = None,
+    truth_events: str | os.PathLike[str] | None = None,
+    min_acceptance: float = 1e-3,
+    stats: dict[str, Any] | None = None,
+) -> Iterator[Events]:
+    """Yield batches of generated Events (GeV) until ``n`` are produced (see module doc).
+
+    ``stats`` (a dict the caller passes) receives ``attempted``, ``accepted`` and ``shards``.
+    Raises ValueError if a channel keeps less than ``min_acceptance`` of the events after the
+    first 10 batches.
+    """
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    if batch_size < 1 or shard_size < 1:
+        raise ValueError("batch_size and shard_size must be >= 1")
+    if channel is not None:
+        from fastmc.selection import CHANNELS
+
+        if channel not in CHANNELS:
+            raise ValueError(f"unknown channel {channel!r}; choose one of {', '.join(CHANNELS)}")
+    if prior == "truth" and truth_events is None:
+        raise ValueError(
+            "the truth prior encodes given events and adds noise: pass truth_events "
+            "(--truth-events FILE)"
+        )
+    pidx = model.process_index(process)
+    pname = model.processes[pidx]
+    weight = event_weight(model, pname, n)
+    device = model.device
+    k = getattr(model.config, "max_objects", None) or 19
+    truth_iter = _truth_stream(truth_events, batch_size, k) if prior == "truth" else None
+    truth_buf: Events | None = None
+    stats = stats if stats is not None else {}
+    accepted = attempted = 0
+    shard = -1
+    gen: torch.Generator | None = None
+    while accepted < n:
+        # a batch never crosses a shard boundary
+        if attempted // shard_size != shard or gen is None:
+            shard = attempted // shard_size
+            gen = torch.Generator(device=device).manual_seed(shard_seed(seed, shard))
+        left_in_shard = (shard + 1) * shard_size - attempted
+        b = min(batch_size, left_in_shard, n - accepted if channel is None else batch_size)
+        truth = None
+        if truth_iter is not None:
+            while truth_buf is None or len(truth_buf) < b:
+                nxt = next(truth_iter)
+                truth_buf = nxt if truth_buf is None else Events.concatenate([truth_buf, nxt])
+            truth = RawBatch.from_events(truth_buf[:b], device=device)
+            truth_buf = truth_buf[b:]
+        raw = model.sample(b, prior=prior, process=pname, generator=gen, truth=truth)
+        attempted += b
+        events = raw.to_events(process_names=model.processes, event_id_start=accepted)
+        if channel is not None:
+            from fastmc.selection import passes_channel
+
+            keep = passes_channel(events, channel)
+            events = events[keep][: n - accepted]
+            if attempted >= 10 * batch_size and (accepted + len(events)) < min_acceptance * attempted:
+                raise ValueError(
+                    f"only {accepted + len(events)} of {attempted} generated events pass "
+                    f"{channel}; the model does not produce this selection. Train longer or "
+                    "generate without --channel."
+                )
+            events.event_id[:] = np.arange(accepted, accepted + len(events))
+        events.weight[:] = weight
+        accepted += len(events)
+        stats.update(attempted=attempted, accepted=accepted, shards=shard + 1)
+        if len(events):
+            yield events
+
+
+def generate(
+    model: GenerativeModel | str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    n: int,
+    *,
+    prior: str = "normal",
+    process: str | None = None,
+    batch_size: int = 10_000,
+    seed: int = 0,
+    device: str = "auto",
+    shard_size: int = 1_000_000,
+    channel: str | None = None,
+    truth_events: str | os.PathLike[str] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> GenerateReport:
+    """Generate ``n`` events into ``out_path`` (.csv, .csv.gz, .parquet or .root), atomically.
+
+    ``model`` is a model directory or a loaded model.  ``progress(k)`` is called with the
+    number of events written after each batch.  Returns a :class:`GenerateReport`.
+    """
+    from fastmc.io import open_writer
+    from fastmc.train import resolve_device
+
+    dev = resolve_device(device)
+    model_dir = None
+    if not isinstance(model, GenerativeModel):
+        model_dir = str(Path(model).resolve())
+        model = load_model(model, device=dev)
+    else:
+        model = model.to(dev).eval()
+    pname = model.processes[model.process_index(process)]
+    n_shards_nominal = max(1, math.ceil(n / shard_size))
+    meta = {
+        "generator": "fastmc",
+        "fastmc_version": __version__,
+        "model": model.name,
+        "model_dir": model_dir,
+        "prior": prior,
+        "process": pname,
+        "n": int(n),
+        "seed": int(seed),
+        "batch_size": int(batch_size),
+        "shard_size": int(shard_size),
+        "shard_seed_rule": SEED_RULE,
+        "shard_seeds": [shard_seed(seed, s) for s in range(min(n_shards_nominal, 10_000))],
+        "channel": channel,
+        "weight": event_weight(model, pname, n),
+    }
+    stats: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    with open_writer(out_path, meta=meta) as writer:
+        for events in generate_events(
+            model,
+            n,
+            prior=prior,
+            process=pname,
+            batch_size=batch_size,
+            seed=seed,
+            shard_size=shard_size,
+            channel=channel,
+            truth_events=truth_events,
+            stats=stats,
+        ):
+            writer.write(events)
+            if progress is not None:
+                progress(len(events))
+    seconds = time.perf_counter() - t0
+    attempted = int(stats.get("attempted", 0))
+    return GenerateReport(
+        path=str(out_path),
+        n=int(n),
+        attempted=attempted,
+        rejected_share=(attempted - n) / attempted if attempted else 0.0,
+        seconds=seconds,
+        events_per_s=n / seconds if seconds > 0 else math.inf,
+        prior=prior,
+        process=pname,
+        seed=int(seed),
+        shards=int(stats.get("shards", 0)),
+        weight=meta["weight"],
+    )

@@ -1,0 +1,161 @@
+"""ROOT event files (uproot): a TTree ``events`` plus a metadata string.
+
+Branches of the TTree ``events``: per event ``event_id`` (int64), ``process_code`` (int32,
+index into the stored process names), ``weight`` (float64), ``met`` (float32, GeV),
+``met_phi`` (float32, rad); per object, jagged and sharing the ONE counter ``nobj`` (int32):
+``obj_type`` (int8, 1..7 = j, b, e-, e+, m-, m+, g), ``obj_E``, ``obj_pt`` (float32, GeV),
+``obj_eta``, ``obj_phi`` (float32).  The key ``fastmc_meta`` (a TObjString) holds the JSON
+block of :mod:`fastmc.io._jagged` (K, process names, ``Events.meta``).  Events written and
+read back (with the same ``max_objects``, by default the stored K) are identical.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fastmc.errors import EventFormatError
+from fastmc.events import Events
+from fastmc.io._jagged import (
+    JaggedReadState,
+    JaggedWriter,
+    empty_events,
+    from_jagged,
+    parse_meta,
+    rechunk,
+)
+
+__all__ = ["Writer", "iter_read", "stored_max_objects"]
+
+TREE = "events"
+META_KEY = "fastmc_meta"
+_OBJ_FIELDS = ("type", "E", "pt", "eta", "phi")
+_SCALARS = ("event_id", "process_code", "weight", "met", "met_phi")
+
+
+def _read_meta(file: Any, path: Path) -> dict[str, Any]:
+    if META_KEY not in file or TREE not in file:
+        raise EventFormatError(
+            str(path), None, "keys", f"a TTree {TREE!r} and a {META_KEY!r} string (fastmc file)",
+            ", ".join(file.keys()),
+        )
+    return parse_meta(str(file[META_KEY]), path)
+
+
+def stored_max_objects(path: str | os.PathLike[str]) -> int:
+    """K, the width of the Events that were written to the ROOT file ``path``."""
+    import uproot
+
+    with uproot.open(path) as file:
+        return int(_read_meta(file, Path(path))["max_objects"])
+
+
+def iter_read(
+    path: str | os.PathLike[str],
+    *,
+    chunk_size: int = 100_000,
+    on_error: str = "raise",
+    max_objects: int | None = None,
+    truncate: bool = False,
+    report: dict[str, Any] | None = None,
+) -> Iterator[Events]:
+    """Stream Events (GeV) of ``chunk_size`` events from a fastmc ROOT file.
+
+    ``max_objects`` (default: the K stored in the file) sets the width; events with more
+    objects raise EventFormatError, are skipped (``on_error="skip"``, counted in ``report``)
+    or cut (``truncate=True``).  ``report["events"]`` counts the events read.
+    """
+    import awkward as ak
+    import uproot
+
+    if int(chunk_size) < 1:
+        raise ValueError(f"chunk_size must be >= 1 event, got {chunk_size}")
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    path = Path(path)
+    with uproot.open(path) as file:
+        block = _read_meta(file, path)
+    k = int(block["max_objects"] if max_objects is None else max_objects)
+    if k < 1:
+        raise ValueError(f"max_objects must be >= 1, got {k}")
+    names = tuple(block["process_names"])
+    state = JaggedReadState(path, k, on_error, truncate, {} if report is None else report)
+
+    def parts() -> Iterator[Events]:
+        with uproot.open(path) as file:
+            tree = file[TREE]
+            branches = [*_SCALARS, "nobj"] + [f"obj_{f}" for f in _OBJ_FIELDS]
+            for start in range(0, tree.num_entries, int(chunk_size)):
+                stop = min(start + int(chunk_size), tree.num_entries)
+                arr = tree.arrays(branches, entry_start=start, entry_stop=stop, library="ak")
+                flat = {f: ak.to_numpy(ak.flatten(arr[f"obj_{f}"])) for f in _OBJ_FIELDS}
+                yield from_jagged(
+                    state,
+                    first_entry=start,
+                    counts=ak.to_numpy(arr["nobj"]),
+                    types=flat["type"],
+                    p4=np.stack([flat[f] for f in _OBJ_FIELDS[1:]], axis=-1).reshape(-1, 4),
+                    event_id=ak.to_numpy(arr["event_id"]),
+                    process_code=ak.to_numpy(arr["process_code"]),
+                    process_names=names,
+                    weight=ak.to_numpy(arr["weight"]),
+                    met=ak.to_numpy(arr["met"]),
+                    met_phi=ak.to_numpy(arr["met_phi"]),
+                    meta=block["meta"],
+                )
+
+    yield from rechunk(parts(), int(chunk_size), empty=empty_events(k, names, block["meta"]))
+
+
+class Writer(JaggedWriter):
+    """Streaming, atomic ROOT writer (one basket per branch per ``write``); ``meta`` is stored.
+
+    The stored metadata is ``Events.meta`` of the batches (later ones win) updated by ``meta``.
+    """
+
+    def _open_file(self) -> None:
+        import awkward as ak
+        import uproot
+
+        self._file = uproot.recreate(self.tmp_path)
+        obj = "var * {type: int8, E: float32, pt: float32, eta: float32, phi: float32}"
+        self._tree = self._file.mktree(
+            TREE,
+            {
+                "event_id": np.int64,
+                "process_code": np.int32,
+                "weight": np.float64,
+                "met": np.float32,
+                "met_phi": np.float32,
+                "obj": ak.types.from_datashape(obj, highlevel=False),
+            },
+            title="fastmc events (GeV, rad)",
+        )
+
+    def _write_arrays(self, events, codes, counts, types, p4) -> None:
+        import awkward as ak
+
+        fields = {"type": types} | {f: np.ascontiguousarray(p4[:, i]) for i, f in
+                                    enumerate(_OBJ_FIELDS[1:])}
+        objects = ak.unflatten(ak.zip(fields), counts)
+        self._tree.extend(
+            {
+                "event_id": events.event_id,
+                "process_code": np.asarray(codes, np.int32),
+                "weight": events.weight,
+                "met": events.met,
+                "met_phi": events.met_phi,
+                "obj": objects,
+            }
+        )
+
+    def _finish(self) -> None:
+        self._file[META_KEY] = self._meta_json()
+        self._file.close()
+
+    def _discard(self) -> None:
+        self._file.close()

@@ -1,0 +1,144 @@
+"""The physics-aware parameterisation (fastmc.data.physics) and the structure sampler."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fastmc.data.batch import RawBatch
+from fastmc.data.physics import SlotLayout, fit_parameterisation
+from fastmc.data.structure import PatternDistribution
+from fastmc.events import Events
+
+SQSQ = "sqsq1_sq1400_neut800_chan1.csv"
+
+
+@pytest.fixture(scope="module")
+def real_events(data_dir) -> Events:
+    from fastmc.io import read_events
+
+    return read_events(data_dir / SQSQ)
+
+
+LAYOUT = SlotLayout(jets=14, electrons=2, muons=2, photons=2)
+
+
+def test_round_trip_is_exact(real_events: Events) -> None:
+    raw = RawBatch.from_events(real_events)
+    par = fit_parameterisation(raw, LAYOUT)
+    enc = par.encode(raw)
+    assert enc["x"].shape == (len(real_events), LAYOUT.dim)
+    assert int(enc["dropped"].sum()) == 0
+    assert bool(torch.isfinite(enc["x"]).all())
+    out, repair = par.decode(
+        enc["x"].float(), enc["slot_types"], enc["phi_ref"], max_objects=real_events.max_objects
+    )
+    assert repair == {"jets_moved": 0, "jet_pairs_still_close": 0}
+    back = out.to_events()
+    np.testing.assert_array_equal(back.types, real_events.types)
+    np.testing.assert_allclose(back.p4, real_events.p4, rtol=2e-5, atol=1e-5)
+    np.testing.assert_allclose(back.met, real_events.met, rtol=1e-6)
+    np.testing.assert_allclose(back.met_phi, real_events.met_phi, atol=1e-6)
+
+
+def test_round_trip_keeps_every_observable(real_events: Events) -> None:
+    """A sample passed through the parameterisation is the same sample (every observable)."""
+    from fastmc.evaluate.observables import compute_observables
+
+    raw = RawBatch.from_events(real_events)
+    par = fit_parameterisation(raw, LAYOUT)
+    enc = par.encode(raw)
+    back, _ = par.decode(enc["x"].float(), enc["slot_types"], enc["phi_ref"], max_objects=19)
+    a = compute_observables(real_events).values
+    b = compute_observables(back.to_events()).values
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4, equal_nan=True)
+
+
+def test_decode_of_any_vector_is_physical(real_events: Events) -> None:
+    """Arbitrary parameters decode to ordered, physical events with separated jets."""
+    raw = RawBatch.from_events(real_events[:500])
+    par = fit_parameterisation(raw, LAYOUT)
+    enc = par.encode(raw)
+    gen = torch.Generator().manual_seed(3)
+    x = 2.0 * torch.randn(enc["x"].shape, generator=gen)
+    phi_ref = torch.rand(len(raw), generator=gen, dtype=torch.float64) * 6.28 - 3.14
+    out, repair = par.decode(x, enc["slot_types"], phi_ref, max_objects=19)
+    assert repair["jets_moved"] > 0  # random parameters do put jets on top of each other
+    assert repair["jet_pairs_still_close"] == 0
+    ev = out.to_events()
+    np.testing.assert_array_equal(ev.types, real_events[:500].types)
+    _assert_physical(ev, par.jet_radius, par.pt_threshold)
+
+
+def _assert_physical(ev: Events, jet_radius: float, thresholds) -> None:
+    real = ev.types > 0
+    p4 = ev.p4.astype(np.float64)
+    assert np.isfinite(p4).all() and np.isfinite(ev.met).all()
+    assert ((ev.types >= 0) & (ev.types <= 7)).all()
+    assert (p4[..., 0] >= p4[..., 1] * np.cosh(p4[..., 2]))[real].all()
+    assert ((p4[..., 3] > -np.pi) & (p4[..., 3] <= np.pi))[real].all()
+    assert ((ev.met_phi > -np.pi) & (ev.met_phi <= np.pi)).all() and (ev.met > 0).all()
+    assert ev.equals(ev.sorted())  # Dark Machines order
+    jets = ev.mask("j", "b")
+    for i in range(len(ev)):
+        eta, phi = p4[i, jets[i], 2], p4[i, jets[i], 3]
+        de = eta[:, None] - eta[None, :]
+        dp = np.remainder(phi[:, None] - phi[None, :] + np.pi, 2 * np.pi) - np.pi
+        dr = np.sqrt(de**2 + dp**2) + np.eye(len(eta)) * 10
+        assert (dr >= jet_radius).all()
+    assert (p4[..., 1][jets] >= np.float32(thresholds[0])).all()
+
+
+def test_layout_validation() -> None:
+    with pytest.raises(ValueError, match="jets"):
+        SlotLayout(jets=-1, electrons=2, muons=2, photons=2)
+    with pytest.raises(ValueError, match="at least one slot"):
+        SlotLayout(jets=0, electrons=0, muons=0, photons=0)
+
+
+def test_truncation_counts_dropped_objects(real_events: Events) -> None:
+    raw = RawBatch.from_events(real_events)
+    small = SlotLayout(jets=4, electrons=1, muons=1, photons=1)
+    enc = fit_parameterisation(raw, small).encode(raw)
+    n_jets = real_events.counts()["j"] + real_events.counts()["b"]
+    assert (enc["dropped"].numpy() >= np.clip(n_jets - 4, 0, None)).all()
+    assert int(enc["dropped"].sum()) > 0
+
+
+# ---------------------------------------------------------------------------- structure
+def test_pattern_distribution_fit_sample_and_store(real_events: Events) -> None:
+    dist = PatternDistribution.fit(real_events.types)
+    keys = {tuple(int(t) for t in row if t) for row in real_events.types}
+    assert dist.n_patterns == len(keys)
+    assert int(dist.counts.sum()) == len(real_events)
+    # every event finds its own pattern; a made-up pattern is unknown
+    idx = dist.index_of(torch.as_tensor(real_events.types))
+    assert bool((idx >= 0).all())
+    back = dist.types(idx, real_events.max_objects)
+    np.testing.assert_array_equal(back.numpy(), real_events.types)
+    odd = torch.zeros(1, 19, dtype=torch.long)
+    odd[0, :3] = 7
+    assert int(dist.index_of(odd)[0]) == -1
+    # sampling follows the frequencies and is seeded
+    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    s1, s2 = dist.sample(40_000, generator=g1), dist.sample(40_000, generator=g2)
+    assert torch.equal(s1, s2)
+    freq = torch.bincount(s1, minlength=dist.n_patterns).double() / len(s1)
+    assert abs(float(freq[0] - dist.probabilities[0])) < 0.01
+    # storage: tensors and JSON give the same distribution
+    for copy in (
+        PatternDistribution.from_tensors(dist.to_tensors("s.") , "s."),
+        PatternDistribution.from_json(dist.to_json()),
+    ):
+        assert torch.equal(copy.counts, dist.counts)
+        assert copy.names() == dist.names()
+
+
+def test_pattern_distribution_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        PatternDistribution(torch.ones(2, 3, dtype=torch.int8), torch.tensor([1, 0]))
+    with pytest.raises(ValueError, match="distinct"):
+        PatternDistribution(torch.ones(2, 3, dtype=torch.int8), torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match="unknown object type"):
+        PatternDistribution.from_json({"patterns": [{"types": "j x", "count": 1}]})
