@@ -114,6 +114,20 @@ def test_store_with_one_file(real_files: list[Path], tmp_path: Path) -> None:
     assert store.n_events("train") == 1130 - 226
 
 
+def test_store_from_parquet_input(real_files: list[Path], tmp_path: Path) -> None:
+    from fastmc.io import write_events
+
+    ev = read_events(real_files[2:4])
+    pq = tmp_path / "two.parquet"
+    write_events(pq, ev)
+    store = open_store(prepare([pq], tmp_path / "s", val=0.0, test=0.0))
+    assert store.sources[0]["name"] == "two.parquet" and store.sources[0]["events"] == len(ev)
+    got = store.events("train")
+    assert len(got) == len(ev) and got.equals(
+        Events.concatenate([ev[ev.process == p] for p in store.processes])
+    )
+
+
 def test_stale_schema_version(real_files: list[Path], tmp_path: Path) -> None:
     path = prepare(real_files[1:2], tmp_path / "s")
     meta = json.loads((path / "meta.json").read_text())

@@ -171,3 +171,18 @@ def test_write_rejects_bad_values(tmp_path: Path, change: dict, message: str) ->
     with pytest.raises(ValueError, match=message):
         write_events(out, ev)
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_blocks_bound_memory(real_files: list[Path]) -> None:
+    from fastmc.io.darkmachines import _blocks
+
+    data = real_files[0].read_bytes()
+    longest = max(len(line) for line in data.splitlines(keepends=True))
+    with open(real_files[0], "rb") as fh:
+        blocks = list(_blocks(fh, 5000))
+    assert b"".join(b for b, _ in blocks) == data
+    assert max(len(b) for b, _ in blocks) <= 5000 + longest
+    # the line count before each block is right
+    assert [before for _, before in blocks] == list(
+        np.cumsum([0] + [b.count(b"\n") for b, _ in blocks[:-1]])
+    )

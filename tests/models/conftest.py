@@ -33,3 +33,14 @@ def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     store = root / "store"
     prepare(csv, store, val=0.1, test=0.1, seed=0)
     return store
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny networks run fastest on one thread (and the 2 cores are shared): use one."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -18,9 +18,9 @@ def _run(process, n, **kw):
 
 
 def test_same_seed_gives_identical_events():
-    a = _run("ttbar", 40, seed=5, batch_size=50)
-    b = _run("ttbar", 40, seed=5, batch_size=50)
-    c = _run("ttbar", 40, seed=6, batch_size=50)
+    a = _run("ttbar", 20, seed=5, batch_size=25)
+    b = _run("ttbar", 20, seed=5, batch_size=25)
+    c = _run("ttbar", 20, seed=6, batch_size=25)
     assert a.equals(b)
     assert a.p4.tobytes() == b.p4.tobytes() and a.met.tobytes() == b.met.tobytes()
     assert not np.array_equal(a.met, c.met)
@@ -78,7 +78,7 @@ def test_jets_are_at_least_r_apart_in_rapidity_phi(ttbar_small):
 def test_channel_selection_and_pthat_default():
     ev = _run("ttbar", 3, seed=2, channel="chan3", batch_size=100)
     assert passes_channel(ev, "chan3").all()
-    assert ev.meta["params"]["pthat_min"] == 100.0  # the chan3 generator cut of the catalogue
+    assert ev.meta["params"]["pthat_min"] == 200.0  # the chan3 generator cut of the catalogue
     assert ev.meta["channel"] == "chan3"
 
 

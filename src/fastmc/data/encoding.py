@@ -201,8 +201,15 @@ class Encoding:
         return not self.config.standardize or self.mean_ is not None
 
     # ------------------------------------------------------------------ raw features
-    def _raw_features(self, raw: RawBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(types int64 [B,K], unstandardised features [B,K,4], met [B,2]) of a RawBatch."""
+    def _raw_features(
+        self, raw: RawBatch
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Unstandardised features of a RawBatch's real objects.
+
+        Returns (types int64 [B, K], idx int64 [n] flat slot index of the n real objects,
+        features [n, 4] of those objects, met [B, 2]).  Working on the real objects only
+        (about a third of the slots) is several times faster than masked ops on [B, K, 4].
+        """
         k = self.config.max_objects
         types, p4 = raw.types.long(), raw.p4
         if types.ndim != 2 or p4.shape != (*types.shape, 4):
@@ -223,27 +230,20 @@ class Encoding:
         elif kin < k:
             types = torch.nn.functional.pad(types, (0, k - kin))
             p4 = torch.nn.functional.pad(p4, (0, 0, 0, k - kin))
-        real = (types != 0).unsqueeze(-1)
-        # floor for real objects, 1 for padding: log10 gives 0 there without a masked select
-        floor = torch.where(real, ENERGY_FLOOR, 1.0).to(p4.dtype)
-        angles = p4[..., 2:] * real  # eta, phi; zero for padding
+        idx = (types.reshape(-1) != 0).nonzero().squeeze(1)
+        obj = p4.reshape(-1, 4).index_select(0, idx)  # [n, 4] = (E, pT, eta, phi)
         if self.config.kind == "thesis":
-            feats = torch.cat([torch.log10(torch.maximum(p4[..., :2], floor)), angles], dim=-1)
+            obj[:, :2].clamp_(min=ENERGY_FLOOR).log10_()
+            feats = obj
         else:
-            e, pt, eta = p4[..., 0], p4[..., 1], angles[..., 0]
+            e, pt, eta, phi = obj.unbind(1)
             p = pt * torch.cosh(eta)
-            m2 = (e - p) * (e + p)
-            m = torch.sqrt(m2.clamp(min=0)).clamp(min=MASS_FLOOR)
-            feats = torch.cat(
-                [
-                    torch.log10(torch.maximum(p4[..., 1:2], floor)),
-                    angles,
-                    torch.log10(m).unsqueeze(-1) * real,
-                ],
-                dim=-1,
+            m = torch.sqrt(((e - p) * (e + p)).clamp(min=0)).clamp(min=MASS_FLOOR)
+            feats = torch.stack(
+                [torch.log10(pt.clamp(min=ENERGY_FLOOR)), eta, phi, torch.log10(m)], dim=1
             )
         met = torch.stack([torch.log10(raw.met.clamp(min=ENERGY_FLOOR)), raw.met_phi], dim=-1)
-        return types, feats, met
+        return types, idx, feats, met
 
     # ------------------------------------------------------------------ fit
     def fit(self, raw: RawBatch | Iterable[RawBatch]) -> Encoding:
@@ -259,9 +259,8 @@ class Encoding:
         s1 = s2 = m1 = m2 = None
         n_obj = n_ev = 0
         for batch in batches:
-            types, feats, met = self._raw_features(batch)
-            real = types != 0
-            f = feats[real].double()
+            _, _, feats, met = self._raw_features(batch)
+            f = feats.double()
             mt = met.double()
             if s1 is None:
                 s1, s2 = f.sum(0), (f * f).sum(0)
@@ -301,12 +300,13 @@ class Encoding:
 
         Returns types int64 [B, K], features [B, K, 4], met [B, 2], weight [B], process [B].
         """
-        types, feats, met = self._raw_features(raw)
+        types, idx, obj, met = self._raw_features(raw)
         if self.config.standardize:
-            mean, std, met_mean, met_std = self._stats(feats)
-            real = (types != 0).unsqueeze(-1)
-            feats = torch.where(real, (feats - mean) / std, 0.0)
+            mean, std, met_mean, met_std = self._stats(obj)
+            obj = (obj - mean) / std
             met = (met - met_mean) / met_std
+        feats = torch.zeros((*types.shape, 4), dtype=obj.dtype, device=obj.device)
+        feats.view(-1, 4).index_copy_(0, idx, obj)
         return EncodedBatch(
             types=types, features=feats, met=met, weight=raw.weight, process=raw.process.long()
         )

@@ -35,6 +35,10 @@ so shards never share events.  ``batches_per_epoch`` is per rank: a rank's worke
 batches ``w, w + W, ...`` in turn (the DataLoader hands them out in that order).  A process
 with fewer events than there are shards cannot be split and raises ValueError.  Processes with
 no events in the split are left out (see :attr:`EventLoader.process_indices`).
+With DataLoader workers keep ``persistent_workers=False`` (the default), so that each epoch's
+workers see the epoch set by :meth:`EventLoader.set_epoch`.  Workers yield CPU tensors through
+shared memory, which costs more than reading (see docs/benchmarks.md): with one rank, zero
+workers is the fastest; workers and ranks are there to split the data.
 """
 
 from __future__ import annotations

@@ -336,6 +336,14 @@ class Parameterisation:
         lower = torch.ones(nj, nj, dtype=torch.bool, device=eta.device).tril(-1)
         return close & both & lower
 
+    @staticmethod
+    def _grid(emax: float, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """A fixed (eta, phi) grid [1, 81 * 128] of candidate jet positions."""
+        ge = torch.linspace(-emax, emax, 81, dtype=torch.float64, device=dev)
+        gp = torch.linspace(-math.pi, math.pi, 129, dtype=torch.float64, device=dev)[1:]
+        gge, ggp = torch.meshgrid(ge, gp, indexing="ij")
+        return gge.reshape(1, -1), ggp.reshape(1, -1)
+
     def _separate_jets(
         self, eta: torch.Tensor, phi: torch.Tensor, present: torch.Tensor
     ) -> tuple[torch.Tensor, int, int]:
@@ -381,19 +389,25 @@ class Parameterisation:
             ce = (eta64[rows, :k] + target * unit_e).clamp(-emax, emax)
             cp = _wrap(phi[rows, :k] + target * unit_p)
             ok = free(ce, cp, rows, k) & present[rows, :k]
-            if not bool(ok.any(dim=1).all()):
-                ge = torch.linspace(-emax, emax, 81, dtype=torch.float64, device=dev)
-                gp = torch.linspace(-math.pi, math.pi, 129, dtype=torch.float64, device=dev)[1:]
-                gge, ggp = torch.meshgrid(ge, gp, indexing="ij")
-                ce = torch.cat([ce, gge.reshape(1, -1).expand(len(rows), -1)], dim=1)
-                cp = torch.cat([cp, ggp.reshape(1, -1).expand(len(rows), -1)], dim=1)
-                ok = torch.cat([ok, free(ce[:, k:], cp[:, k:], rows, k)], dim=1)
             dist = (ce - pe[:, None]) ** 2 + _wrap(cp - pp[:, None]) ** 2
             dist = torch.where(ok, dist, torch.full_like(dist, math.inf))
             best = dist.argmin(dim=1)
-            found = torch.isfinite(dist.gather(1, best[:, None])[:, 0])
-            eta64[rows, k] = torch.where(found, ce.gather(1, best[:, None])[:, 0], pe)
-            phi[rows, k] = torch.where(found, cp.gather(1, best[:, None])[:, 0], pp)
+            found = ok.any(dim=1)
+            new_e = torch.where(found, ce.gather(1, best[:, None])[:, 0], pe)
+            new_p = torch.where(found, cp.gather(1, best[:, None])[:, 0], pp)
+            stuck = (~found).nonzero()[:, 0]
+            for chunk in stuck.split(64):  # rare: search a fixed grid for the nearest free point
+                ge, gp = self._grid(emax, dev)
+                sub = rows[chunk]
+                gok = free(ge.expand(len(sub), -1), gp.expand(len(sub), -1), sub, k)
+                gd = (ge - pe[chunk, None]) ** 2 + _wrap(gp - pp[chunk, None]) ** 2
+                gd = torch.where(gok, gd, torch.full_like(gd, math.inf))
+                gbest = gd.argmin(dim=1)
+                gfound = gok.any(dim=1)
+                new_e[chunk] = torch.where(gfound, ge[0, gbest], pe[chunk])
+                new_p[chunk] = torch.where(gfound, gp[0, gbest], pp[chunk])
+            eta64[rows, k] = new_e
+            phi[rows, k] = new_p
         eta.copy_(eta64.float())
         left = int(self._close_pairs(eta, phi.float(), present).sum())
         return phi, moved, left

@@ -20,28 +20,23 @@ with exact sizes ``round(n*test)``, ``round(n*val)``, the rest train, from a gen
 (``seed``, process name): the same inputs and seed give the same store, and adding a file of
 another process does not change the split of the others.
 
-:func:`prepare` streams: it parses ``chunk_size`` events at a time into per-process temporary
-files, then splits each process chunk by chunk into the final ``.npy`` files, so memory stays
-bounded whatever the input size (disk needs about twice the store size while it runs).  The store
-is built in a temporary folder beside ``out_dir`` and renamed at the end.
+:func:`prepare` (implemented in :mod:`fastmc.data.prepare`, re-exported here) builds a store;
+:class:`EventStore` / :func:`open_store` read one; :func:`summary_table` describes one.
 """
 
 from __future__ import annotations
 
-import datetime
-import hashlib
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from fastmc.data._layout import SCHEMA_VERSION, SPLITS, _array_specs, sha256_file
+from fastmc.data.prepare import prepare
 from fastmc.errors import FastMCError, StaleStoreError
-from fastmc.events import DEFAULT_MAX_OBJECTS, Events
+from fastmc.events import Events
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -54,275 +49,11 @@ __all__ = [
     "summary_table",
 ]
 
-#: Bumped whenever the on-disk layout changes; stores of another version must be re-prepared.
-SCHEMA_VERSION = 1
-SPLITS = ("train", "val", "test")
-_SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
-
-
-def _array_specs(k: int) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
-    """name -> (dtype, per-event shape) of the arrays stored per process and split."""
-    return {
-        "types": (np.dtype(np.int8), (k,)),
-        "p4": (np.dtype(np.float32), (k, 4)),
-        "met": (np.dtype(np.float32), ()),
-        "met_phi": (np.dtype(np.float32), ()),
-        "event_id": (np.dtype(np.int64), ()),
-        "weight": (np.dtype(np.float64), ()),
-    }
-
 
 class StoreNotFoundError(FastMCError, FileNotFoundError):
     """The path is not an event store (no ``meta.json``)."""
 
 
-def sha256_file(path: str | os.PathLike[str], block: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in ``block``-byte pieces (memory bounded)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while data := f.read(block):
-            h.update(data)
-    return h.hexdigest()
-
-
-def _process_seed(seed: int, process: str) -> list[int]:
-    digest = hashlib.sha256(process.encode()).digest()
-    return [int(seed), int.from_bytes(digest[:8], "little")]
-
-
-# ---------------------------------------------------------------------------------- prepare
-def prepare(
-    inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
-    out_dir: str | os.PathLike[str],
-    *,
-    val: float = 0.1,
-    test: float = 0.1,
-    seed: int = 0,
-    max_objects: int = DEFAULT_MAX_OBJECTS,
-    chunk_size: int = 100_000,
-    on_error: Literal["raise", "skip"] = "raise",
-    truncate: bool = False,
-    overwrite: bool = False,
-    progress: Callable[[int], None] | None = None,
-) -> Path:
-    """Parse event files once into an event store at ``out_dir``; returns its path.
-
-    Parameters
-    ----------
-    inputs : paths or globs of event files in any format :mod:`fastmc.io` reads
-        (Dark Machines CSV in MeV, Parquet, ROOT).
-    out_dir : the store directory to create (atomically: built beside it, then renamed).
-    val, test : fractions of each process's events held out for validation and test
-        (exact: ``round(n*val)`` and ``round(n*test)`` events).
-    seed : seed of the split (per process, see the module docstring).
-    max_objects : K, object slots per event; events with more objects raise unless
-        ``truncate=True``.
-    chunk_size : events parsed at a time (bounds memory: ~ 400 bytes x chunk_size).
-    on_error : ``"skip"`` skips malformed lines (counted in ``meta["skipped"]``).
-    overwrite : replace an existing store at ``out_dir``.
-    progress : called with the number of events parsed after each chunk.
-    """
-    from fastmc.io import expand_paths, iter_events
-
-    for name, frac in (("val", val), ("test", test)):
-        if not 0.0 <= frac < 1.0:
-            raise ValueError(f"{name} fraction must be in [0, 1), got {frac}")
-    if val + test >= 1.0:
-        raise ValueError(f"val + test = {val + test} leaves no training events; use less")
-    if max_objects < 1:
-        raise ValueError(f"max_objects must be >= 1, got {max_objects}")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    paths = [p.resolve() for p in expand_paths(inputs)]
-    if not paths:
-        raise ValueError("no input files given")
-    dups = sorted({str(p) for p in paths if paths.count(p) > 1})
-    if dups:
-        raise ValueError(f"input files given more than once: {', '.join(dups)}")
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise FileExistsError(f"{out_dir} exists; pass overwrite=True (--overwrite) to replace it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-
-    specs = _array_specs(max_objects)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    try:
-        raw_dir = tmp / "_raw"
-        raw_dir.mkdir()
-        report: dict[str, Any] = {}
-        sources: list[dict[str, Any]] = []
-        totals: dict[str, int] = {}  # process -> events
-        raw_names: dict[str, str] = {}  # process -> temp folder name
-        for path in paths:
-            st = path.stat()
-            src = {
-                "name": path.name,
-                "path": str(path),
-                "size": st.st_size,
-                "mtime_ns": st.st_mtime_ns,
-                "sha256": sha256_file(path),
-                "events": 0,
-                "events_by_process": {},
-            }
-            for chunk in iter_events(
-                path,
-                chunk_size=chunk_size,
-                on_error=on_error,
-                max_objects=max_objects,
-                truncate=truncate,
-                report=report,
-            ):
-                _append_chunk(chunk, raw_dir, raw_names, totals, src, specs)
-                if progress is not None:
-                    progress(len(chunk))
-            sources.append(src)
-
-        processes = sorted(totals)
-        counts: dict[str, dict[str, int]] = {s: {} for s in SPLITS}
-        weights: dict[str, dict[str, float]] = {s: {} for s in SPLITS}
-        for idx, proc in enumerate(processes):
-            c, w = _split_process(
-                raw_dir / raw_names[proc],
-                tmp,
-                idx,
-                totals[proc],
-                specs,
-                rng=np.random.default_rng(_process_seed(seed, proc)),
-                n_test=round(totals[proc] * test),
-                n_val=round(totals[proc] * val),
-                chunk_size=chunk_size,
-            )
-            for split in SPLITS:
-                counts[split][proc], weights[split][proc] = c[split], w[split]
-            shutil.rmtree(raw_dir / raw_names[proc])
-        shutil.rmtree(raw_dir)
-
-        from fastmc import __version__
-
-        meta = {
-            "format": "fastmc-event-store",
-            "schema_version": SCHEMA_VERSION,
-            "fastmc_version": __version__,
-            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "max_objects": max_objects,
-            "seed": seed,
-            "fractions": {"val": val, "test": test},
-            "processes": processes,
-            "sources": sources,
-            "counts": counts,
-            "weight_sum": weights,
-            "cross_section_weight": {
-                p: float(sum(weights[s][p] for s in SPLITS)) for p in processes
-            },
-            "arrays": {
-                n: {"dtype": dt.str, "event_shape": list(shape)} for n, (dt, shape) in specs.items()
-            },
-            "skipped": int(report.get("skipped", 0)),
-            "truncated": int(report.get("truncated", 0)),
-        }
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
-        _replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
-
-
-def _append_chunk(
-    chunk: Events,
-    raw_dir: Path,
-    raw_names: dict[str, str],
-    totals: dict[str, int],
-    src: dict[str, Any],
-    specs: dict[str, tuple[np.dtype, tuple[int, ...]]],
-) -> None:
-    """Append a chunk's events to the per-process temporary raw files."""
-    codes = chunk.process_code
-    present = np.unique(codes) if len(chunk) else np.zeros(0, np.int32)
-    for code in present:
-        proc = chunk.process_names[int(code)]
-        part = chunk if len(present) == 1 else chunk[codes == code]
-        if proc not in raw_names:
-            raw_names[proc] = f"r{len(raw_names):05d}"
-            (raw_dir / raw_names[proc]).mkdir()
-        folder = raw_dir / raw_names[proc]
-        for name, (dtype, _) in specs.items():
-            arr = np.ascontiguousarray(getattr(part, name), dtype=dtype)
-            with open(folder / f"{name}.bin", "ab") as f:
-                f.write(memoryview(arr).cast("B"))
-        n = len(part)
-        totals[proc] = totals.get(proc, 0) + n
-        src["events"] += n
-        src["events_by_process"][proc] = src["events_by_process"].get(proc, 0) + n
-
-
-def _split_process(
-    raw: Path,
-    root: Path,
-    idx: int,
-    n: int,
-    specs: dict[str, tuple[np.dtype, tuple[int, ...]]],
-    *,
-    rng: np.random.Generator,
-    n_test: int,
-    n_val: int,
-    chunk_size: int,
-) -> tuple[dict[str, int], dict[str, float]]:
-    """Write one process's split arrays from its raw files, chunk by chunk (order kept)."""
-    assign = np.zeros(n, np.int8)
-    held = rng.choice(n, size=n_test + n_val, replace=False) if n_test + n_val else np.zeros(0, int)
-    assign[held[:n_test]] = _SPLIT_CODE["test"]
-    assign[held[n_test:]] = _SPLIT_CODE["val"]
-    counts = {s: int((assign == _SPLIT_CODE[s]).sum()) for s in SPLITS}
-    sources = {
-        name: np.memmap(raw / f"{name}.bin", dtype=dt, mode="r", shape=(n, *shape))
-        if n
-        else np.zeros((0, *shape), dt)
-        for name, (dt, shape) in specs.items()
-    }
-    weight_sum = {s: 0.0 for s in SPLITS}
-    for split in SPLITS:
-        folder = root / split / f"p{idx:03d}"
-        folder.mkdir(parents=True)
-        outs = {
-            name: np.lib.format.open_memmap(
-                folder / f"{name}.npy", mode="w+", dtype=dt, shape=(counts[split], *shape)
-            )
-            for name, (dt, shape) in specs.items()
-        }
-        code = _SPLIT_CODE[split]
-        pos = 0
-        for start in range(0, n, chunk_size):
-            sel = assign[start : start + chunk_size] == code
-            m = int(sel.sum())
-            if not m:
-                continue
-            for name in specs:
-                outs[name][pos : pos + m] = sources[name][start : start + chunk_size][sel]
-            weight_sum[split] += float(outs["weight"][pos : pos + m].sum())
-            pos += m
-        del outs  # unmapped; the data are in the page cache, visible to readers
-    del sources
-    return counts, weight_sum
-
-
-def _replace_dir(tmp: Path, out_dir: Path) -> None:
-    """Rename ``tmp`` to ``out_dir``, replacing an existing folder only after success."""
-    if out_dir.exists():
-        trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
-        os.replace(out_dir, trash / "store")
-        try:
-            os.replace(tmp, out_dir)
-        except BaseException:
-            os.replace(trash / "store", out_dir)
-            raise
-        finally:
-            shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(tmp, out_dir)
-
-
-# ---------------------------------------------------------------------------------- reading
 class EventStore:
     """A prepared event store, opened read-only; arrays are memory-mapped on demand.
 

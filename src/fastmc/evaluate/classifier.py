@@ -86,6 +86,11 @@ def classifier_test(
     p0, p1 = rng.permutation(len(x0)), rng.permutation(len(x1))
     c0, c1 = int(len(x0) * (1 - test_fraction)), int(len(x1) * (1 - test_fraction))
     tr0, te0, tr1, te1 = p0[:c0], p0[c0:], p1[:c1], p1[c1:]
+    # columns without any value in the training data carry nothing (and trip sklearn's binner)
+    keep = ~np.isnan(np.concatenate([x0[tr0], x1[tr1]])).all(axis=0)
+    if not keep.any():
+        raise ValueError("every observable is missing (NaN) in the training data")
+    x0, x1 = x0[:, keep], x1[:, keep]
     x_train = np.concatenate([x0[tr0], x1[tr1]])
     y_train = np.concatenate([np.zeros(len(tr0)), np.ones(len(tr1))])
     w_train = np.concatenate([w0[tr0] / w0[tr0].sum(), w1[tr1] / w1[tr1].sum()]) * len(x_train) / 2

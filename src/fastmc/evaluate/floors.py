@@ -16,16 +16,19 @@ the generated-vs-reference value are computed **at the same size** ``n``:
 
 Reported per metric (:class:`Stat`): ``value`` = mean of ``value_r``, ``value_std`` their
 sample standard deviation (ddof=1); ``floor_mean``, ``floor_std`` the same for ``floor_r``;
-``ratio = value / floor_mean``; ``significance = (value - floor_mean) / s`` with the pooled
-single-split spread ``s = sqrt((floor_std^2 + value_std^2) / 2)`` (for a perfect generator
-both spreads estimate the same number; pooling them doubles the degrees of freedom of ``s``,
-which matters because floors of JS/chi2 on sparse bins are skewed and few splits can
-underestimate their spread).  ``s`` is the spread of *one* split while ``value`` and
-``floor_mean`` are means over splits, so the significance is conservative: for a perfect
-generator it scatters with a standard deviation below 1, and above ~3 the generated sample is
-farther from the reference than independent reference samples are at this size.  The price
-is power: the significance grows like sqrt(n), and a 5% MET shift needs n of a few thousand
-events to pass 5 (see tests/evaluate).  For W1 the distance is divided by the
+``ratio = value / floor_mean``; ``significance = (value - floor_mean) / s`` with
+``s = max(floor_std, sqrt((floor_std^2 + value_std^2) / 2))``: the single-split spread of the
+floor, or the pooled spread of floor and value when the value scatters more (floors of JS/chi2
+on sparse bins are skewed, and a few splits can underestimate their spread).  ``s`` is the
+spread of *one* split while ``value`` and ``floor_mean`` are means over splits, so the
+significance is conservative for the part of the noise that the splits average out; the
+generated sample's own fluctuation does not average out (every split sees the same
+generated events when ``n = N_gen``), so for a perfect generator each significance scatters
+with a standard deviation of about 1 at most.  With ~130 metrics the largest |significance|
+of a perfect generator is typically 2-3 and rarely above 4; read 3-5 as "look at it" and
+> 5 as "different".  The price of the conservative scale is power: significances grow like
+sqrt(n), and a 5% MET shift needs n of several thousand events to pass 5 (tests/evaluate).
+For W1 the distance is divided by the
 standard deviation of the *full* reference (the same unit for floor and value).
 
 Robustness to heavy tails (a single 5 TeV forward jet can dominate a W1 of a few hundred
@@ -125,7 +128,7 @@ class Stat:
     @property
     def significance(self) -> float:
         d = self.value - self.floor_mean
-        scale = math.sqrt((self.floor_std**2 + self.value_std**2) / 2)
+        scale = max(self.floor_std, math.sqrt((self.floor_std**2 + self.value_std**2) / 2))
         if not math.isfinite(d) or not math.isfinite(scale):
             return math.nan
         if scale == 0:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from fastmc.errors import require
-from fastmc.evaluate.observables import ObservableSpec, Observables
+from fastmc.evaluate.observables import Observables, ObservableSpec
 from fastmc.events import TYPE_NAMES
 from fastmc.io.atomic import atomic_path
 
@@ -154,6 +154,7 @@ def plot_multiplicities(
                 gw = np.ones(len(g)) if not generated_weight else generated_weight[label]
                 h, _, _ = _hist(g[:, j], gw, edges)
                 ax.stairs(h, edges, color=_COLORS[i % len(_COLORS)], linewidth=1.3, label=label)
+            ax.set_xlim(edges[0], edges[-1])
             ax.set_xlabel(f"number of {names[j]}")
             ax.set_yscale("log")
             if j == 0:

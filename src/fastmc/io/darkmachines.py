@@ -117,7 +117,7 @@ def iter_read(
 
     Every chunk but the last holds exactly ``chunk_size`` events of width ``max_objects``;
     memory stays bounded by the chunk size and ``block_bytes`` (bytes read at a time,
-    default ~256 bytes per chunk event within [64 KiB, 8 MiB]).
+    default ~256 bytes per chunk event within [64 KiB, 4 MiB]).
 
     Malformed lines raise :class:`~fastmc.errors.EventFormatError` (``file:line: field F:
     expected X, got 'Y'``), or with ``on_error="skip"`` are skipped and counted in ``report``:
@@ -139,7 +139,7 @@ def iter_read(
     report.setdefault("skipped_by_reason", {})
     report.setdefault("first_errors", [])
     if block_bytes is None:
-        block_bytes = min(max(chunk_size * 256, 1 << 16), 1 << 23)
+        block_bytes = min(max(chunk_size * 256, 1 << 16), 1 << 22)
     names: dict[str, int] = {}
     warned = False
 
@@ -248,7 +248,9 @@ class Writer(AtomicWriter):
         self._raw = open(self.tmp_path, "wb")
         self._fh: IO[bytes] = self._raw
         if str(self.path).endswith(".gz"):
-            self._fh = gzip.GzipFile(filename=self.path.name, mode="wb", fileobj=self._raw, mtime=0)
+            self._fh = gzip.GzipFile(
+                filename=self.path.name, mode="wb", fileobj=self._raw, mtime=0, compresslevel=6
+            )
 
     def _write(self, events: Events) -> None:
         for start in range(0, len(events), self._batch):

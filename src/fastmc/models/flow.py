@@ -72,6 +72,9 @@ class FlowConfig:
     max_patterns : int        rows of the embedding table; the most frequent patterns get
                               their own row, the rest share row 0 (256)
     max_objects : int         K, width of generated events (19)
+    augment : bool            in training, mirror half of the events by the rotation of pi
+                              about the x axis, (eta, phi) -> (-eta, -phi), an exact symmetry
+                              of pp collisions (True)
     """
 
     mode: str = "autoregressive"
@@ -86,8 +89,11 @@ class FlowConfig:
     embedding: int = 16
     max_patterns: int = 256
     max_objects: int = DEFAULT_MAX_OBJECTS
+    augment: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.augment, bool):
+            raise ValueError(f"augment must be true or false, got {self.augment!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         positive = ("transforms", "hidden", "layers", "bins", "embedding", "max_patterns")
@@ -220,6 +226,15 @@ class FlowModel(GenerativeModel):
         )
         return torch.cat([present, second, counts / 4.0, self.embed(row)], dim=1)
 
+    def _angle_cols(self, dev: torch.device) -> torch.Tensor:
+        """bool [D]: the eta and phi parameters (odd under (eta, phi) -> (-eta, -phi))."""
+        cols = torch.zeros(self.layout.dim, dtype=torch.bool, device=dev)
+        end = FEATURES_PER_SLOT * self.layout.n_slots
+        cols[1:end:FEATURES_PER_SLOT] = True
+        cols[2:end:FEATURES_PER_SLOT] = True
+        cols[-1] = True
+        return cols
+
     # ------------------------------------------------------------------ GenerativeModel
     def training_loss(
         self, raw: RawBatch, *, generator: torch.Generator | None = None
@@ -236,6 +251,9 @@ class FlowModel(GenerativeModel):
         at_floor = present & mass_cols & (x <= math.log(MASS_FLOOR) + 1e-9)
         u = torch.rand(x.shape, generator=generator, device=dev, dtype=x.dtype).clamp_min(1e-12)
         x = torch.where(at_floor, x + u.log(), x)
+        if self.config.augment and self.training:
+            flip = torch.rand(x.shape[0], generator=generator, device=dev) < 0.5
+            x = torch.where(flip[:, None] & self._angle_cols(dev), -x, x)
         z = (x.float() - self.x_mean) / self.x_std
         noise = torch.randn(z.shape, generator=generator, device=dev, dtype=z.dtype)
         z = torch.where(present, z, noise)

@@ -188,8 +188,8 @@ def _entries() -> list[Process]:
                 "Top:gg2ttbar = on", "Top:qqbar2ttbar = on", "PhaseSpace:pTHatMin = {pthat_min:g}"
             ),
             params={"pthat_min": 0.0},
-            channel_params={"chan1": {"pthat_min": 100.0}, "chan3": {"pthat_min": 100.0}},
-            generator_cuts="none (pT-hat > 100 GeV for chan1/chan3; set pthat_min=0 to lift)",
+            channel_params={"chan1": {"pthat_min": 200.0}, "chan3": {"pthat_min": 200.0}},
+            generator_cuts="none (pT-hat > 200 GeV for chan1/chan3; set pthat_min=0 to lift)",
             decays="t -> W b; W decays inclusive (Pythia branching ratios)",
         ),
         Process(

@@ -1,0 +1,187 @@
+"""The self-contained ``index.html`` of an evaluation report (inline CSS, images as base64)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from typing import TYPE_CHECKING, Any
+
+from fastmc.evaluate.observables import OBSERVABLES
+from fastmc.events import TYPE_NAMES
+
+if TYPE_CHECKING:
+    from fastmc.evaluate.report import Report
+
+__all__ = ["render_html"]
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em;color:#222}
+h1{font-size:1.6em}h2{margin-top:1.6em;border-bottom:1px solid #ccc}
+table{border-collapse:collapse;margin:.6em 0;font-size:.85em}
+th,td{border:1px solid #ddd;padding:3px 7px;text-align:right}th{background:#f3f3f3}
+td.l,th.l{text-align:left}.ok{background:#e6f4e6}.warn{background:#fff1cc}.bad{background:#fbd5d5}
+.grid{display:flex;flex-wrap:wrap;gap:8px}.grid figure{margin:0}.grid img{width:460px}
+.wide img{width:100%;max-width:1200px}p.note{color:#555;font-size:.9em;max-width:60em}
+"""
+
+
+def _f(x: Any, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "&ndash;"
+    if isinstance(x, int):
+        return str(x)
+    x = float(x)
+    if x != 0 and (abs(x) < 1e-3 or abs(x) >= 1e5):
+        return f"{x:.{digits - 1}e}"
+    return f"{x:.{digits}g}" if abs(x) >= 1 else f"{x:.{digits}f}"
+
+
+def _sig_class(sig: Any) -> str:
+    if sig is None:
+        return ""
+    return "ok" if sig < 3 else ("warn" if sig < 5 else "bad")
+
+
+def _table(headers: list[str], rows: list[list[tuple[str, str]]]) -> str:
+    head = "".join(f"<th{' class=l' if i == 0 else ''}>{html.escape(h)}</th>" for i, h in enumerate(headers))
+    body = []
+    for row in rows:
+        cells = []
+        for i, (text, cls) in enumerate(row):
+            classes = " ".join(c for c in (cls, "l" if i == 0 else "") if c)
+            cells.append(f"<td class='{classes}'>{text}</td>" if classes else f"<td>{text}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _stat_cells(st: dict[str, Any] | None) -> list[tuple[str, str]]:
+    if st is None:
+        return [("&ndash;", "")] * 4
+    sig = st.get("significance")
+    return [
+        (_f(st.get("value")), ""),
+        (f"{_f(st.get('floor_mean'))} &plusmn; {_f(st.get('floor_std'), 2)}", ""),
+        (_f(st.get("ratio")), ""),
+        (_f(sig, 2), _sig_class(sig)),
+    ]
+
+
+def _img(path: Any) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f"<img alt='{html.escape(path.stem)}' src='data:image/png;base64,{data}'>"
+
+
+def render_html(report: Report) -> str:
+    """The report page: summary ranking, metric tables with floors, embedded plots."""
+    m = report.metrics
+    esc = html.escape
+    parts = [
+        "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>",
+        "<title>fastmc evaluation</title>",
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>fastmc evaluation report</h1>",
+        f"<p>Reference <b>{esc(str(m['reference']['label']))}</b>: {m['reference']['n_events']} events. "
+        f"Comparisons at matched size <b>n = {m['n_matched']}</b> events per side, "
+        f"{m['repeats']} seeded splits (seed {m['seed']}); floors: {esc(m['floor_source'])}. "
+        f"fastmc {esc(m['fastmc_version'])}.</p>",
+        "<p class=note>Every distance is computed between n generated and n reference events and "
+        "shown beside its <i>floor</i>: the same distance between two independent reference "
+        "samples of the same size (mean &plusmn; spread over splits). ratio = value / floor; "
+        "significance = (value &minus; floor) / pooled spread of one split (green &lt; 3, yellow "
+        "3&ndash;5, red &ge; 5). W1 is in units of the reference standard deviation; KS in [0, 1]; "
+        "JS divergence base 2; chi2 is chi2/ndf of unit-area histograms; FPD and KPD are on the "
+        "standardised observable vector (energies as log(1 + E/GeV)). AUC: held-out ROC AUC of a "
+        "gradient-boosted classifier, 0.5 = indistinguishable.</p>",
+        "<h2>Summary (best first)</h2>",
+    ]
+    rows = []
+    for s in m["summary"]:
+        rows.append([
+            (esc(s["label"]), ""),
+            (str(s["rank"]), ""),
+            (str(s["n_events"]), ""),
+            (f"{_f(s['auc'])} &plusmn; {_f(s['auc_err'], 2)}", ""),
+            (f"{_f(s['auc_floor'])} &plusmn; {_f(s['auc_floor_err'], 2)}", ""),
+            (_f(s["w1_ratio_median"]), ""),
+            (f"{_f(s['w1_ratio_max'])} ({esc(s['w1_worst'])})", ""),
+            (f"{_f(s['max_significance'], 2)} ({esc(s['worst_metric'])})", _sig_class(s["max_significance"])),
+            (f"{_f(s['fpd'])} / {_f(s['fpd_floor'])}", _sig_class(s["fpd_significance"])),
+            (f"{_f(s['kpd'])} / {_f(s['kpd_floor'])}", _sig_class(s["kpd_significance"])),
+            (_f(s["physicality"]), ""),
+        ])
+    parts.append(_table(
+        ["sample", "rank", "events", "AUC", "AUC floor", "W1/floor median", "W1/floor worst",
+         "max significance", "FPD / floor", "KPD / floor", "physicality"], rows))
+
+    # physicality
+    checks = [k for k in m["reference"]["physicality"] if k != "n_events"]
+    prow = [[(esc(str(m["reference"]["label"])) + " (reference)", "")] +
+            [(_f(m["reference"]["physicality"][c]), "") for c in checks]]
+    for label, d in m["samples"].items():
+        prow.append([(esc(label), "")] + [(_f(d["physicality"].get(c)), "") for c in checks])
+    parts += ["<h2>Physicality (share of events passing)</h2>", _table(["sample", *checks], prow)]
+
+    # classifier and whole-event
+    crow = []
+    if m.get("classifier_floor"):
+        fl = m["classifier_floor"]
+        crow.append([("reference vs reference (floor)", ""), (f"{_f(fl['auc'])} &plusmn; {_f(fl['auc_err'], 2)}", ""),
+                     ("&ndash;", ""), (str(fl["n_train"]), ""), (str(fl["n_test"]), "")])
+    for label, d in m["samples"].items():
+        c = d.get("classifier")
+        if c:
+            crow.append([(esc(label), ""), (f"{_f(c['auc'])} &plusmn; {_f(c['auc_err'], 2)}", ""),
+                         (_f(c["significance"], 2), _sig_class(c["significance"])),
+                         (str(c["n_train"]), ""), (str(c["n_test"]), "")])
+    if crow:
+        parts += ["<h2>Classifier two-sample test</h2>",
+                  _table(["sample", "AUC", "significance vs floor", "train events", "test events"], crow)]
+    wrow = []
+    for label, d in m["samples"].items():
+        for key in ("fpd", "kpd"):
+            if key in d["metrics"]:
+                wrow.append([(f"{esc(label)}: {key.upper()}", ""), *_stat_cells(d["metrics"][key])])
+    if wrow:
+        parts += ["<h2>Whole event</h2>", _table(["metric", "value", "floor", "ratio", "significance"], wrow)]
+
+    # multiplicities
+    mrow = []
+    for label, d in m["samples"].items():
+        for t in TYPE_NAMES[1:]:
+            mrow.append([(f"{esc(label)}: {t}", ""), *_stat_cells(d["metrics"].get(f"mult_chi2/{t}"))])
+    parts += ["<h2>Object multiplicities per type (chi2/ndf)</h2>",
+              _table(["sample: type", "value", "floor", "ratio", "significance"], mrow)]
+
+    # per observable
+    for label, d in m["samples"].items():
+        parts.append(f"<h2>Per observable: {esc(label)}</h2>")
+        orow = []
+        for spec in OBSERVABLES:
+            row = [(f"{esc(spec.name)} [{esc(spec.unit) or '&ndash;'}]", "")]
+            for metric in ("w1", "ks", "js", "chi2"):
+                st = d["metrics"].get(f"{metric}/{spec.name}")
+                cells = _stat_cells(st)
+                row += [cells[0], cells[1], cells[3]]
+            orow.append(row)
+        hdr = ["observable"]
+        for metric in ("W1/std", "KS", "JS", "chi2/ndf"):
+            hdr += [metric, "floor", "sig."]
+        parts.append(_table(hdr, orow))
+
+    # plots
+    if report.plots:
+        parts.append("<h2>Plots</h2><p class=note>Histograms normalised to unit area; under/overflow in "
+                     "the edge bins; ratio panels generated / reference with statistical errors, "
+                     "empty bins blank. 2-D: phi of the two leading jets (the 'holes' test of Otten "
+                     "et al.) and eta vs pT of the leading jet.</p>")
+        wide = [p for p in report.plots if p.stem in ("multiplicities", "phi_jet1_vs_jet2", "eta_vs_pt_jet1")]
+        for p in wide:
+            parts.append(f"<figure class=wide>{_img(p)}</figure>")
+        parts.append("<div class=grid>")
+        for p in report.plots:
+            if p not in wide:
+                parts.append(f"<figure>{_img(p)}</figure>")
+        parts.append("</div>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
