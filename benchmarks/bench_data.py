@@ -120,6 +120,22 @@ def memory_child(store: str, batch_size: int, batches: int) -> None:
                       "store_events": loader.store.n_events("train")}))
 
 
+def prepare_memory_child(out: str, inputs: list[str]) -> None:
+    """Run in a subprocess: prepare a store, print JSON with VmHWM before and after."""
+    from fastmc.data.store import prepare
+
+    base = _vm("VmHWM")
+    prepare(inputs, out, overwrite=True)
+    print(json.dumps({"baseline_MiB": base, "peak_MiB": _vm("VmHWM")}))
+
+
+def bench_prepare_memory(inputs: list[Path], out: Path) -> dict:
+    cmd = [sys.executable, __file__, "--prepare-memory-child", str(out), *map(str, inputs)]
+    res = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    shutil.rmtree(out, ignore_errors=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
 def bench_memory(store: Path, batch_size: int) -> dict:
     from fastmc.data.store import open_store
 
@@ -141,7 +157,11 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=200)
     ap.add_argument("--skip-prepare", action="store_true", help="reuse the stores of a previous run")
     ap.add_argument("--memory-child", nargs=3, metavar=("STORE", "B", "NB"))
+    ap.add_argument("--prepare-memory-child", nargs="+", metavar="OUT INPUT")
     args = ap.parse_args()
+    if args.prepare_memory_child:
+        prepare_memory_child(args.prepare_memory_child[0], args.prepare_memory_child[1:])
+        return
     if args.memory_child:
         s, b, nb = args.memory_child
         memory_child(s, int(b), int(nb))
@@ -169,6 +189,12 @@ def main() -> None:
                          f"{r['best']:,.0f} events/s best of 3 epochs "
                          f"(median {r['median']:,.0f})"
                          + ("" if workers else f"; {r['cpu']:,.0f} events per CPU-second")))
+    if not args.skip_prepare:
+        for ins in (inputs[:1], inputs) if args.links > 1 else (inputs[:1],):
+            m = bench_prepare_memory(ins, args.workdir / "store_mem")
+            rows.append((f"prepare peak RSS (VmHWM), {len(ins)} file(s)",
+                         f"{len(ins) * p1['events']:,} events",
+                         f"{m['peak_MiB']} MiB (baseline after imports {m['baseline_MiB']} MiB)"))
     for store in (small, large) if args.links > 1 else (small,):
         m = bench_memory(store, args.batch_size)
         rows.append((f"loader peak RSS (VmHWM), {store.name}",

@@ -185,6 +185,12 @@ def test_overwrite(real_files: list[Path], tmp_path: Path) -> None:
     prepare(real_files[3:4], out, overwrite=True)
     assert open_store(out).processes == ("monotop_200_A",)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not an event store"):
+        prepare(real_files[3:4], precious, overwrite=True)
+    assert (precious / "notes.txt").read_text() == "keep me"
 
 
 def test_store_pickles_without_data(store_all: Path) -> None:

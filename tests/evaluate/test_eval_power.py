@@ -65,8 +65,8 @@ def test_met_shift_is_seen_on_met(real_comparison):
     half, met5, met15 = (res["samples"][k] for k in ("half", "met5", "met15"))
     # 5%: at the statistical limit of n = 1024 (see the module docstring), but MET moves and
     # nothing else does
-    for key in ("w1/met", "ks/met"):
-        assert _sig(met5, key) > 1.5 and _sig(met5, key) - _sig(half, key) > 1.5, key
+    assert _sig(met5, "w1/met") > 1.5 and _sig(met5, "w1/met") - _sig(half, "w1/met") > 1.5
+    assert _sig(met5, "ks/met") > 1.0 and _sig(met5, "ks/met") - _sig(half, "ks/met") > 1.0
     for key in ("w1/jet1_pt", "w1/ht", "ks/n_jets"):
         assert abs(_sig(met5, key) - _sig(half, key)) < 1.5, key
     # 15%: clearly flagged
@@ -110,6 +110,6 @@ def test_five_percent_met_shift_flagged_on_large_sample():
     same, met5 = res["samples"]["same"], res["samples"]["met5"]
     # ~110 metrics: a perfect generator's largest |significance| is ~2-4 (floors docstring)
     assert max(abs(s.significance) for s in same.values()) < 5
-    assert met5["w1/met"].significance > 5 and met5["ks/met"].significance > 5
+    assert met5["w1/met"].significance > 5 and met5["ks/met"].significance > 3
     assert met5["w1/met"].ratio > 2 * same["w1/met"].ratio
     assert abs(met5["w1/jet1_pt"].significance) < 3

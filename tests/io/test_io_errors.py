@@ -120,3 +120,24 @@ def test_foreign_binary_files_rejected(tmp_path: Path, ext: str) -> None:
         field = "keys"
     with pytest.raises(EventFormatError, match=rf"foreign.{ext}: field {field}: expected"):
         read_events(path)
+
+
+def test_rare_bad_lines_in_large_blocks(tmp_path: Path, real_files: list[Path]) -> None:
+    # large blocks are halved around bad lines: line numbers and results must not change
+    lines = real_files[1].read_bytes().splitlines(keepends=True)  # 4096 lines, ~1 MB
+    bad_at = [17, 1500, 1501, 4000]  # 0-based
+    mutated = list(lines)
+    for i in bad_at:
+        mutated[i] = mutated[i].replace(b";j,", b";tau,", 1)
+    path = tmp_path / "rare.csv"
+    path.write_bytes(b"".join(mutated))
+    with pytest.raises(EventFormatError) as info:
+        read_events(path)
+    assert info.value.line == bad_at[0] + 1
+    report: dict = {}
+    events = read_events(path, on_error="skip", report=report, chunk_size=1000)
+    assert report["skipped"] == 4
+    assert [int(m.split(":")[1]) for m in report["first_errors"]] == [i + 1 for i in bad_at]
+    good = tmp_path / "good.csv"
+    good.write_bytes(b"".join(ln for i, ln in enumerate(lines) if i not in bad_at))
+    assert events.equals(read_events(good))

@@ -123,3 +123,10 @@ def test_truncation_is_counted():
     ev = _run("ttbar", 20, seed=9, batch_size=50, max_objects=4)
     assert ev.max_objects == 4
     assert ev.meta["n_truncated"] > 0
+
+
+def test_worker_errors_reach_the_caller_with_jobs2():
+    from fastmc.simulate.pythia import PythiaError
+
+    with pytest.raises(PythiaError, match="Foo:bar"):
+        _run("ttbar", 4, seed=1, jobs=2, extra_settings=("Foo:bar = 1",))

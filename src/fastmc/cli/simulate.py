@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,6 +22,19 @@ def _parse_params(items: list[str]) -> dict[str, str]:
             raise fail(f"--param expects KEY=VALUE (e.g. m_stop=1000), got {item!r}")
         out[key.strip()] = value.strip()
     return out
+
+
+@contextlib.contextmanager
+def _sigterm_exits():
+    """Make a plain `kill` run the clean-up (temporary folder, partial output removed)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _catalogue_table():
@@ -107,22 +124,23 @@ def simulate_cmd(
     except ValueError as exc:
         raise fail(str(exc)) from None
     start = time.perf_counter()
-    with errors_as_exit():
-        try:
-            with progress_bar(f"simulate {process}", total=n_events) as advance:
-                meta = simulate_to_file(
-                    output,
-                    process,
-                    n_events,
-                    seed=seed,
-                    jobs=jobs,
-                    channel=channel,
-                    params=params,
-                    progress=advance,
-                    batch_size=batch_size,
-                )
-        except ValueError as exc:
-            raise fail(str(exc)) from None
+    with _sigterm_exits():
+        with errors_as_exit():
+            try:
+                with progress_bar(f"simulate {process}", total=n_events) as advance:
+                    meta = simulate_to_file(
+                        output,
+                        process,
+                        n_events,
+                        seed=seed,
+                        jobs=jobs,
+                        channel=channel,
+                        params=params,
+                        progress=advance,
+                        batch_size=batch_size,
+                    )
+            except ValueError as exc:
+                raise fail(str(exc)) from None
     wall = time.perf_counter() - start
     console.print(
         f"[green]wrote[/] {output}: {n_events} events of {process} "

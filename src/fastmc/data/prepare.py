@@ -8,6 +8,7 @@ store is built in a temporary folder beside ``out_dir`` and renamed at the end.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -60,7 +61,8 @@ def prepare(
         ``truncate=True``.
     chunk_size : events parsed at a time (bounds memory: ~ 400 bytes x chunk_size).
     on_error : ``"skip"`` skips malformed lines (counted in ``meta["skipped"]``).
-    overwrite : replace an existing store at ``out_dir``.
+    overwrite : replace an existing store (or empty folder) at ``out_dir``; anything else
+        there is never replaced.
     progress : called with the number of events parsed after each chunk.
     """
     from fastmc.io import expand_paths, iter_events
@@ -83,6 +85,13 @@ def prepare(
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise FileExistsError(f"{out_dir} exists; pass overwrite=True (--overwrite) to replace it")
+    if out_dir.exists() and not (
+        (out_dir / "meta.json").is_file() or (out_dir.is_dir() and not any(out_dir.iterdir()))
+    ):
+        raise FileExistsError(
+            f"{out_dir} exists and is not an event store (no meta.json); refusing to replace it, "
+            "choose another output path"
+        )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
 
     specs = _array_specs(max_objects)
@@ -215,35 +224,40 @@ def _split_process(
     assign[held[:n_test]] = _SPLIT_CODE["test"]
     assign[held[n_test:]] = _SPLIT_CODE["val"]
     counts = {s: int((assign == _SPLIT_CODE[s]).sum()) for s in SPLITS}
-    sources = {
-        name: np.memmap(raw / f"{name}.bin", dtype=dt, mode="r", shape=(n, *shape))
-        if n
-        else np.zeros((0, *shape), dt)
-        for name, (dt, shape) in specs.items()
-    }
     weight_sum = {s: 0.0 for s in SPLITS}
-    for split in SPLITS:
-        folder = root / split / f"p{idx:03d}"
-        folder.mkdir(parents=True)
-        outs = {
-            name: np.lib.format.open_memmap(
-                folder / f"{name}.npy", mode="w+", dtype=dt, shape=(counts[split], *shape)
-            )
-            for name, (dt, shape) in specs.items()
-        }
-        code = _SPLIT_CODE[split]
-        pos = 0
+    # plain sequential reads and writes (no memory maps): resident memory stays ~ one chunk
+    with contextlib.ExitStack() as stack:
+        sources = {name: stack.enter_context(open(raw / f"{name}.bin", "rb")) for name in specs}
+        outs: dict[tuple[str, str], Any] = {}
+        for split in SPLITS:
+            folder = root / split / f"p{idx:03d}"
+            folder.mkdir(parents=True)
+            for name, (dt, shape) in specs.items():
+                f = stack.enter_context(open(folder / f"{name}.npy", "wb"))
+                header = {
+                    "descr": np.lib.format.dtype_to_descr(dt),
+                    "fortran_order": False,
+                    "shape": (counts[split], *shape),
+                }
+                np.lib.format.write_array_header_1_0(f, header)
+                outs[(split, name)] = f
         for start in range(0, n, chunk_size):
-            sel = assign[start : start + chunk_size] == code
-            m = int(sel.sum())
-            if not m:
-                continue
-            for name in specs:
-                outs[name][pos : pos + m] = sources[name][start : start + chunk_size][sel]
-            weight_sum[split] += float(outs["weight"][pos : pos + m].sum())
-            pos += m
-        del outs  # unmapped; the data are in the page cache, visible to readers
-    del sources
+            codes = assign[start : start + chunk_size]
+            m = len(codes)
+            chunk = {
+                name: np.fromfile(sources[name], dtype=dt, count=m * int(np.prod(shape))).reshape(
+                    m, *shape
+                )
+                for name, (dt, shape) in specs.items()
+            }
+            for split in SPLITS:
+                sel = codes == _SPLIT_CODE[split]
+                if not sel.any():
+                    continue
+                for name in specs:
+                    part = np.ascontiguousarray(chunk[name][sel])
+                    outs[(split, name)].write(memoryview(part).cast("B"))
+                weight_sum[split] += float(chunk["weight"][sel].sum())
     return counts, weight_sum
 
 

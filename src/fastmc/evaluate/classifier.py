@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from fastmc.errors import require
+from fastmc.evaluate._threads import single_threaded
 
 __all__ = ["ClassifierResult", "auc_error", "classifier_test"]
 
@@ -63,7 +64,7 @@ def classifier_test(
     other_weight: np.ndarray | None = None,
     seed: int = 0,
     test_fraction: float = 0.5,
-    max_iter: int = 200,
+    max_iter: int = 100,
 ) -> ClassifierResult:
     """Train reference (label 0) vs other (label 1) and return the held-out AUC.
 
@@ -102,11 +103,12 @@ def classifier_test(
         n_iter_no_change=10,
         random_state=int(rng.integers(2**31)),
     )
-    clf.fit(x_train, y_train, sample_weight=w_train)
     x_test = np.concatenate([x0[te0], x1[te1]])
     y_test = np.concatenate([np.zeros(len(te0)), np.ones(len(te1))])
     w_test = np.concatenate([w0[te0], w1[te1]])
-    score = clf.predict_proba(x_test)[:, 1]
+    with single_threaded():
+        clf.fit(x_train, y_train, sample_weight=w_train)
+        score = clf.predict_proba(x_test)[:, 1]
     auc = float(skm.roc_auc_score(y_test, score, sample_weight=w_test))
     err = auc_error(auc, _kish(w1[te1]), _kish(w0[te0]))
     return ClassifierResult(auc=auc, auc_err=err, n_train=len(x_train), n_test=len(x_test))

@@ -42,15 +42,15 @@ them, and by KS.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
 from fastmc.evaluate import metrics as M
+from fastmc.evaluate._threads import single_threaded
 from fastmc.evaluate.observables import Observables, compute_observables
 from fastmc.events import TYPE_NAMES, Events
 
@@ -249,20 +249,8 @@ def compare_with_floors(
     ``repeats * (1 + len(generated))`` times.  Seeded: the same ``seed`` gives the same numbers.
     """
     cfg = config or FloorConfig()
-    with _single_threaded_blas():
+    with single_threaded():
         return _compare(reference, generated, reference2, cfg, seed, progress)
-
-
-@contextlib.contextmanager
-def _single_threaded_blas() -> Iterator[None]:
-    """One BLAS thread: the matrices here are small, and threads thrash on a shared CPU."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
 
 
 def _compare(

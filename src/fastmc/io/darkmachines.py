@@ -33,6 +33,7 @@ from fastmc.io._writer import AtomicWriter
 __all__ = ["Writer", "format_events", "iter_read"]
 
 MEV_PER_GEV = 1000.0
+_SLOW_BLOCK = 16 * 1024  # bytes below which a failing block goes to the slow parser
 
 
 def _check_read_args(chunk_size: int, on_error: str, max_objects: int) -> None:
@@ -143,36 +144,46 @@ def iter_read(
     names: dict[str, int] = {}
     warned = False
 
-    def parts() -> Iterator[Events]:
+    def parse(block: bytes, before: int) -> list[Parsed]:
+        """Fast path; where it fails, halve the block (so that a rare bad line costs little)
+        down to small pieces that the exact slow path parses."""
+        parsed = parse_fast(block, before)
+        if parsed is not None and (truncate or parsed.nobj.max(initial=0) <= max_objects):
+            return [parsed]
+        mid = block.rfind(b"\n", 0, len(block) // 2) + 1
+        if len(block) <= _SLOW_BLOCK or mid <= 0:
+            limit = None if truncate else max_objects
+            return [
+                parse_slow(block, path=str(path), first_line=before, max_objects=limit,
+                           on_error=on_error, report=report)
+            ]
+        head, tail = block[:mid], block[mid:]
+        return parse(head, before) + parse(tail, before + head.count(b"\n"))
+
+    def convert(parsed: Parsed) -> Events:
         nonlocal warned
+        over = parsed.nobj > max_objects
+        if over.any():
+            report["truncated"] += int(over.sum())
+            if not warned:
+                i = int(np.argmax(over))
+                warnings.warn(
+                    f"{path}:{parsed.line[i]}: {parsed.nobj[i]} objects, more than "
+                    f"max_objects={max_objects}; cutting the last objects (counted in "
+                    "report['truncated'], not warned again for this file). Pass a "
+                    "larger max_objects to keep them.",
+                    stacklevel=5,
+                )
+                warned = True
+        events = _to_events(parsed, names, max_objects)
+        report["events"] += len(events)
+        return events
+
+    def parts() -> Iterator[Events]:
         with _open_read(path) as fh:
             for block, before in _blocks(fh, block_bytes):
-                parsed = parse_fast(block, before)
-                if parsed is None or (not truncate and parsed.nobj.max(initial=0) > max_objects):
-                    parsed = parse_slow(
-                        block,
-                        path=str(path),
-                        first_line=before,
-                        max_objects=None if truncate else max_objects,
-                        on_error=on_error,
-                        report=report,
-                    )
-                over = parsed.nobj > max_objects
-                if over.any():
-                    report["truncated"] += int(over.sum())
-                    if not warned:
-                        i = int(np.argmax(over))
-                        warnings.warn(
-                            f"{path}:{parsed.line[i]}: {parsed.nobj[i]} objects, more than "
-                            f"max_objects={max_objects}; cutting the last objects (counted in "
-                            "report['truncated'], not warned again for this file). Pass a "
-                            "larger max_objects to keep them.",
-                            stacklevel=4,
-                        )
-                        warned = True
-                events = _to_events(parsed, names, max_objects)
-                report["events"] += len(events)
-                yield events
+                for parsed in parse(block, before):
+                    yield convert(parsed)
 
     yield from rechunk(parts(), int(chunk_size))
 
@@ -239,17 +250,30 @@ class Writer(AtomicWriter):
 
     ``write(events)`` appends lines (see :func:`format_events`); ``close()`` renames the
     temporary file to ``path``.  ``meta`` is accepted for interface compatibility but a CSV
-    file has no place for it (use Parquet or ROOT to keep metadata).
+    file has no place for it (use Parquet or ROOT to keep metadata).  ``compresslevel``
+    (1 fastest .. 9 smallest, default 6 like the gzip tool) applies to ``.gz`` output.
     """
 
     _batch = 20_000  # events formatted at a time (bounds the size of the text in memory)
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        meta: dict[str, Any] | None = None,
+        compresslevel: int = 6,
+    ) -> None:
+        if not 0 <= int(compresslevel) <= 9:
+            raise ValueError(f"compresslevel must be 0..9, got {compresslevel}")
+        self._level = int(compresslevel)
+        super().__init__(path, meta=meta)
 
     def _open(self) -> None:
         self._raw = open(self.tmp_path, "wb")
         self._fh: IO[bytes] = self._raw
         if str(self.path).endswith(".gz"):
             self._fh = gzip.GzipFile(
-                filename=self.path.name, mode="wb", fileobj=self._raw, mtime=0, compresslevel=6
+                filename=self.path.name, mode="wb", fileobj=self._raw, mtime=0, compresslevel=self._level
             )
 
     def _write(self, events: Events) -> None:

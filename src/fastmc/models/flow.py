@@ -186,6 +186,7 @@ class FlowModel(GenerativeModel):
         types, _ = self.layout.from_slots(slot_types, torch.zeros(*slot_types.shape, 4), self.layout.n_slots)
         self.patterns = PatternDistribution.fit(types)
         x, present = enc["x"], enc["present"]
+        x = self._dequantise(x, present, torch.Generator().manual_seed(0))
         n = present.sum(dim=0).clamp_min(1)
         mean = (x * present).sum(dim=0) / n
         var = (((x - mean) ** 2) * present).sum(dim=0) / n
@@ -226,6 +227,16 @@ class FlowModel(GenerativeModel):
         )
         return torch.cat([present, second, counts / 4.0, self.embed(row)], dim=1)
 
+    def _dequantise(
+        self, x: torch.Tensor, present: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """Masses at the floor (E = pT cosh(eta) within 1e-6) made uniform in (0, floor)."""
+        mass_cols = torch.zeros(x.shape[1], dtype=torch.bool, device=x.device)
+        mass_cols[3 : FEATURES_PER_SLOT * self.layout.n_slots : FEATURES_PER_SLOT] = True
+        at_floor = present & mass_cols & (x <= math.log(MASS_FLOOR) + 1e-9)
+        u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return torch.where(at_floor, x + u.clamp_min(1e-12).log(), x)
+
     def _angle_cols(self, dev: torch.device) -> torch.Tensor:
         """bool [D]: the eta and phi parameters (odd under (eta, phi) -> (-eta, -phi))."""
         cols = torch.zeros(self.layout.dim, dtype=torch.bool, device=dev)
@@ -245,12 +256,7 @@ class FlowModel(GenerativeModel):
         enc = par.encode(raw)
         x, present = enc["x"], enc["present"]
         dev = x.device
-        # dequantise masses at the floor: uniform in (0, floor) relative
-        mass_cols = torch.zeros(x.shape[1], dtype=torch.bool, device=dev)
-        mass_cols[3 : FEATURES_PER_SLOT * self.layout.n_slots : FEATURES_PER_SLOT] = True
-        at_floor = present & mass_cols & (x <= math.log(MASS_FLOOR) + 1e-9)
-        u = torch.rand(x.shape, generator=generator, device=dev, dtype=x.dtype).clamp_min(1e-12)
-        x = torch.where(at_floor, x + u.log(), x)
+        x = self._dequantise(x, present, generator)
         if self.config.augment and self.training:
             flip = torch.rand(x.shape[0], generator=generator, device=dev) < 0.5
             x = torch.where(flip[:, None] & self._angle_cols(dev), -x, x)

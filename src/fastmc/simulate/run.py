@@ -141,38 +141,58 @@ def _run_worker(job: _Job, report: Callable[[int], None] | None = None) -> dict[
     }
 
 
-def _pool_worker(job: _Job, queue: Any) -> dict[str, Any]:
-    return _run_worker(job, queue.put)
+def _process_main(job: _Job, queue: Any) -> None:
+    """Entry point of a worker process: report progress, then the summary or the error."""
+    try:
+        summary = _run_worker(job, lambda n: queue.put(("progress", job.worker, n)))
+    except BaseException as exc:  # sent to the parent, which re-raises it
+        try:
+            queue.put(("error", job.worker, exc))
+        except Exception:  # unpicklable exception
+            queue.put(("error", job.worker, FastMCError(f"{type(exc).__name__}: {exc}")))
+        return
+    queue.put(("done", job.worker, summary))
 
 
 def _run_parallel(
     jobs: list[_Job], progress: Callable[[int], None] | None
 ) -> list[dict[str, Any]]:
+    """Run the jobs in spawned processes; the first failure stops them all and is raised."""
     import multiprocessing as mp
     import queue as queue_mod
-    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
     ctx = mp.get_context("spawn")
-    with ctx.Manager() as manager:
-        q = manager.Queue()
-        with ProcessPoolExecutor(max_workers=len(jobs), mp_context=ctx) as pool:
-            futures = [pool.submit(_pool_worker, job, q) for job in jobs]
-            pending = set(futures)
-            while pending:
-                done, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
-                while True:
-                    try:
-                        n = q.get_nowait()
-                    except queue_mod.Empty:
-                        break
-                    if progress is not None:
-                        progress(n)
-                for fut in done:
-                    if fut.exception() is not None:
-                        for other in pending:
-                            other.cancel()
-                        raise fut.exception()
-            return [f.result() for f in futures]
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_process_main, args=(job, q), daemon=True) for job in jobs]
+    summaries: dict[int, dict[str, Any]] = {}
+    try:
+        for proc in procs:
+            proc.start()
+        while len(summaries) < len(jobs):
+            try:
+                kind, worker, payload = q.get(timeout=1.0)
+            except queue_mod.Empty:
+                for w, proc in enumerate(procs):
+                    if w not in summaries and not proc.is_alive() and q.empty():
+                        raise FastMCError(
+                            f"simulation worker {w} died (exit code {proc.exitcode})"
+                        ) from None
+                continue
+            if kind == "progress":
+                if progress is not None:
+                    progress(payload)
+            elif kind == "error":
+                raise payload
+            else:
+                summaries[worker] = payload
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+        for proc in procs:
+            proc.join(timeout=10)
+        q.close()
+    return [summaries[w] for w in range(len(jobs))]
 
 
 def simulate(

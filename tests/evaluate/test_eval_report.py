@@ -1,0 +1,135 @@
+"""evaluate(), the HTML report, the plots and the ``fastmc evaluate`` command."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+from evalsynth import synthetic_events
+from typer.testing import CliRunner
+
+from fastmc.cli import app
+from fastmc.evaluate import FloorConfig, evaluate, evaluation_steps
+from fastmc.evaluate import plots as P
+from fastmc.evaluate.metrics import multiplicity_counts
+from fastmc.evaluate.observables import OBSERVABLES, compute_observables
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _offline(html: str) -> bool:
+    low = html.lower()
+    return "http://" not in low and "https://" not in low and "<link" not in low and "<script" not in low
+
+
+def test_evaluate_ranks_and_writes_report(tmp_path):
+    ref = synthetic_events(1600, seed=1)
+    good = synthetic_events(1000, seed=2)
+    bad = dataclasses.replace(good, met=good.met * 1.6)
+    steps = []
+    report = evaluate(
+        ref,
+        {"bad": bad, "good": good},
+        out_dir=tmp_path / "rep",
+        seed=3,
+        config=FloorConfig(repeats=3),
+        plots=False,
+        channel="chan3",
+        progress=steps.append,
+    )
+    assert sum(steps) == evaluation_steps(2, repeats=3, plots=False)
+    assert [s.label for s in report.summary] == ["good", "bad"]
+    good_row, bad_row = report.summary
+    assert good_row.rank == 1 and bad_row.rank == 2
+    assert bad_row.auc > good_row.auc and bad_row.auc - 0.5 > 3 * bad_row.auc_err
+    assert bad_row.w1_ratio_max > 3 and bad_row.w1_worst == "met"
+    assert math.isfinite(good_row.fpd) and math.isfinite(good_row.kpd)
+    assert 0 <= good_row.physicality <= 1
+    m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert m["n_matched"] == 800 and m["repeats"] == 3 and m["channel"] == "chan3"
+    assert set(m["samples"]) == {"good", "bad"}
+    assert m["samples"]["bad"]["metrics"]["w1/met"]["significance"] > 5
+    assert m["samples"]["good"]["physicality"]["selection"] == pytest.approx(
+        report.metrics["samples"]["good"]["physicality"]["selection"]
+    )
+    html = (tmp_path / "rep" / "index.html").read_text()
+    assert _offline(html) and "Summary" in html and "W1/floor" in html and "jet1_pt" in html
+    with pytest.raises(ValueError, match="labelled"):
+        evaluate(ref, {"reference": good})
+    with pytest.raises(ValueError, match="too few events"):
+        evaluate(ref, {"tiny": good[:5]})
+
+
+def test_plots_are_written_without_warnings(tmp_path):
+    ref, gen = synthetic_events(800, seed=1), synthetic_events(600, seed=2)
+    ro, go = compute_observables(ref), compute_observables(gen)
+    specs = {s.name: s for s in OBSERVABLES}
+    paths = [
+        P.plot_observable(specs["met"], ro, {"a": go, "b": ro}, tmp_path / "met.png"),
+        P.plot_observable(specs["n_jets"], ro, {"a": go}, tmp_path / "n_jets.png"),
+        P.plot_observable(specs["lep2_pt"], ro, {"a": go}, tmp_path / "lep2.png"),
+        P.plot_multiplicities(multiplicity_counts(ref), {"a": multiplicity_counts(gen)}, tmp_path / "m.png"),
+        P.plot_phi_holes({"reference": ro, "a": go}, tmp_path / "phi.png"),
+        P.plot_eta_pt({"reference": ro, "a": go}, tmp_path / "etapt.png"),
+    ]
+    for p in paths:
+        assert p.read_bytes()[:8] == PNG, p
+    assert not list(tmp_path.glob(".*part*"))  # atomic writes leave no temporary files
+
+
+def test_cli_evaluate_on_real_files(tmp_path, data_dir):
+    runner = CliRunner()
+    out = tmp_path / "report"
+    res = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "-r", str(data_dir / "glgl1400_neutralino1100_chan1.csv"),
+            "-g", str(data_dir / "sqsq1_sq1400_neut800_chan1.csv"),
+            "-l", "sqsq1",
+            "--channel", "chan1",
+            "--repeats", "3",
+            "--max-events", "1500",
+            "--no-plots",
+            "-o", str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["n_matched"] == 750 and m["samples"]["sqsq1"]["physicality"]["valid"] == 1.0
+    assert m["summary"][0]["auc"] > 0.65
+    assert (out / "index.html").exists()
+
+
+def test_cli_evaluate_errors(tmp_path, data_dir):
+    runner = CliRunner()
+    f = str(data_dir / "glgl1400_neutralino1100_chan1.csv")
+    res = runner.invoke(app, ["evaluate", "-r", f, "-g", f, "-l", "a", "-l", "b", "-o", str(tmp_path)])
+    assert res.exit_code == 1 and "--label" in res.output
+    res = runner.invoke(app, ["evaluate", "-r", str(tmp_path / "nope.csv"), "-g", f, "-o", str(tmp_path)])
+    assert res.exit_code == 1 and "nope.csv" in res.output
+    res = runner.invoke(app, ["evaluate", "--help"])
+    assert res.exit_code == 0 and "GeV" in res.output
+
+
+@pytest.mark.slow
+def test_cli_full_report_with_plots(tmp_path, data_dir):
+    out = tmp_path / "report"
+    res = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "-r", str(data_dir / "glgl1400_neutralino1100_chan1.csv"),
+            "-g", str(data_dir / "sqsq1_sq1400_neut800_chan1.csv"),
+            "-g", str(data_dir / "sqsq_sq1800_neut800_chan1.csv"),
+            "--repeats", "4",
+            "-o", str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    pngs = sorted((out / "plots").glob("*.png"))
+    assert len(pngs) == len(OBSERVABLES) + 3
+    html = (out / "index.html").read_text()
+    assert _offline(html) and html.count("data:image/png;base64,") == len(pngs)
