@@ -116,6 +116,8 @@ def generate_events(
         raise ValueError(f"n must be >= 0, got {n}")
     if batch_size < 1 or shard_size < 1:
         raise ValueError("batch_size and shard_size must be >= 1")
+    if not 0 < min_acceptance <= 1:
+        raise ValueError(f"min_acceptance must be in (0, 1], got {min_acceptance}")
     if channel is not None:
         from fastmc.selection import CHANNELS
 

@@ -158,6 +158,18 @@ def test_stale_changed_source(real_files: list[Path], tmp_path: Path) -> None:
     src.write_bytes(bytes(data) + bytes(data[:200].split(b"\n")[0]) + b"\n")
     with pytest.raises(StaleStoreError):
         open_store(path)
+    # same size and mtime restored: only the on-demand hash check sees the change
+    path2 = prepare([src], tmp_path / "s2")
+    st2 = src.stat()
+    data2 = bytearray(src.read_bytes())
+    data2[i : i + 1] = b"3"
+    src.write_bytes(bytes(data2))
+    os.utime(src, ns=(st2.st_atime_ns, st2.st_mtime_ns))
+    quick = open_store(path2)
+    with pytest.raises(StaleStoreError):
+        open_store(path2, verify="hash")
+    with pytest.raises(StaleStoreError):
+        quick.check_sources(hash=True)
     # a deleted source is no error: the store is self-contained
     src.unlink()
     store = open_store(path)

@@ -133,6 +133,12 @@ def test_too_many_objects(tmp_path: Path, real_files: list[Path]) -> None:
     assert len(kept) == int((n_obj <= 5).sum())
     assert report["skipped"] == int((n_obj > 5).sum())
     assert report["skipped_by_reason"] == {"too many objects": report["skipped"]}
+    # the vectorised path skips exactly as the per-line parser does
+    slow_report: dict = {}
+    slow = parse_slow(path.read_bytes(), path=str(path), max_objects=5, on_error="skip",
+                      report=slow_report)
+    assert len(slow) == len(kept)
+    assert slow_report["first_errors"] == report["first_errors"]
     report = {}
     with pytest.warns(UserWarning, match="more than max_objects=5"):
         cut = read_events(path, max_objects=5, truncate=True, report=report)

@@ -15,7 +15,7 @@ from fastmc.io import read_events, write_events
 from fastmc.io.darkmachines import format_events
 
 SETTINGS = settings(
-    max_examples=30, derandomize=True, deadline=None,
+    max_examples=30, derandomize=True, deadline=None, database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 F32 = st.floats(-1e5, 1e5, width=32, allow_nan=False, allow_subnormal=False)

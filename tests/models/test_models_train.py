@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from modelhelpers import TINY
+from modelhelpers import TINY, make_events
 
+from fastmc.data.batch import RawBatch
 from fastmc.generate import generate, generate_events
-from fastmc.io import read_events
+from fastmc.io import read_events, write_events
 from fastmc.models import load_model
-from fastmc.models.base import load_tensors, register_model
+from fastmc.models.base import GenerativeModel, load_tensors, register_model
 from fastmc.models.vae import BetaVAE, BetaVAEConfig
 from fastmc.train import TrainConfig, TrainingDivergedError, load_yaml_config, train_from_store
 
@@ -133,24 +135,47 @@ def test_generate_streams_deterministic_weighted(trained: Path, tmp_path: Path) 
     )
 
 
-def test_generate_channel_and_truth(trained: Path, tmp_path: Path, tiny_store: Path) -> None:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _PoolConfig:
+    size: int = 400
+
+
+class _PoolModel(GenerativeModel):
+    """Draws events from a fixed pool of synthetic events: exercises the generation loop."""
+
+    name = "pool-test"
+
+    def __init__(self, config, *, processes=("ttbar",)):
+        super().__init__(config, processes=processes)
+        self.pool = RawBatch.from_events(make_events(config.size, seed=11, process="ttbar"))
+
+    def sample(self, n, *, prior="normal", process=None, generator=None, truth=None):
+        idx = torch.randint(self.config.size, (n,), generator=generator)
+        return RawBatch(**{f.name: getattr(self.pool, f.name)[idx] for f in dataclasses.fields(RawBatch)})
+
+
+def test_generate_enforces_channel() -> None:
+    from fastmc.events import Events
     from fastmc.selection import passes_channel
 
-    model = load_model(trained)
+    register_model("pool-test", _PoolConfig, _PoolModel)
+    model = _PoolModel(_PoolConfig())
+    pool_share = passes_channel(model.pool.to_events(), "chan3").mean()
+    assert 0.05 < pool_share < 0.95
     stats: dict = {}
-    out = list(generate_events(model, 50, batch_size=100, seed=0, channel="chan3", stats=stats,
-                               min_acceptance=0.0))
-    got = sum(len(b) for b in out)
-    if got:
-        from fastmc.events import Events
+    out = Events.concatenate(
+        list(generate_events(model, 300, batch_size=100, seed=0, channel="chan3", stats=stats))
+    )
+    assert len(out) == 300 and passes_channel(out, "chan3").all()
+    assert list(out.event_id) == list(range(300))
+    rejected = 1 - 300 / stats["attempted"]
+    assert rejected == pytest.approx(1 - pool_share, abs=0.15)
+    with pytest.raises(ValueError, match="pass chan2a"):
+        list(generate_events(model, 10, batch_size=50, seed=0, channel="chan2a"))
 
-        ev = Events.concatenate(out)
-        assert passes_channel(ev, "chan3").all()
-    assert stats["attempted"] >= got
+
+def test_generate_truth_prior_and_errors(trained: Path, tmp_path: Path) -> None:
     truth = tmp_path / "truth.csv"
-    from fastmc.io import write_events
-    from modelhelpers import make_events
-
     write_events(truth, make_events(30, seed=9, process="ttbar"))
     rep = generate(trained, tmp_path / "t.csv", 70, prior="truth", truth_events=truth,
                    batch_size=20, device="cpu")

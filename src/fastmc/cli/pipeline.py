@@ -120,7 +120,9 @@ def study_cmd(
 
     try:
         config = load_study_config(config_file)
-    except (ValueError, FileNotFoundError, TypeError) as exc:
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    except (FileNotFoundError, TypeError) as exc:
         raise fail(f"{config_file}: {exc}") from None
     if output is not None:
         config = dataclasses.replace(config, output=str(output))

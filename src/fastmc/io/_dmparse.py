@@ -26,7 +26,7 @@ import numpy as np
 from fastmc.errors import EventFormatError
 from fastmc.events import TYPE_CODES
 
-__all__ = ["Parsed", "parse_fast", "parse_slow"]
+__all__ = ["Parsed", "drop_too_many", "parse_fast", "parse_slow"]
 
 _NUMBER = re.compile(rb"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _INTEGER = re.compile(rb"-?\d+")
@@ -64,6 +64,16 @@ class Parsed:
 
     def __len__(self) -> int:
         return len(self.event_id)
+
+    def select(self, keep: np.ndarray) -> Parsed:
+        """The events where ``keep`` (bool [n]) is True."""
+        keep_obj = np.repeat(keep, self.nobj)
+        return Parsed(
+            event_id=self.event_id[keep], proc_code=self.proc_code[keep],
+            proc_names=self.proc_names, header=self.header[keep], nobj=self.nobj[keep],
+            obj_type=self.obj_type[keep_obj], obj_val=self.obj_val[keep_obj],
+            line=self.line[keep],
+        )
 
 
 # --------------------------------------------------------------------------- fast path
@@ -222,6 +232,32 @@ def _parse_line(text: bytes) -> tuple[int, str, list[float], list[int], list[flo
     return event_id, process, header, types, values
 
 
+def _too_many(n: int, max_objects: int) -> _LineError:
+    return _LineError(
+        "too many objects", "objects",
+        f"at most max_objects={max_objects} objects (raise max_objects or truncate)",
+        f"{n} objects",
+    )
+
+
+def drop_too_many(
+    parsed: Parsed, *, path: str, max_objects: int, on_error: str,
+    report: dict[str, Any] | None,
+) -> Parsed:
+    """Events with more than ``max_objects`` objects: raise (as :func:`parse_slow` would) or
+    skip and count them."""
+    over = parsed.nobj > max_objects
+    if not over.any():
+        return parsed
+    for i in np.flatnonzero(over).tolist():
+        err = _too_many(int(parsed.nobj[i]), max_objects)
+        exc = EventFormatError(path, int(parsed.line[i]), err.field, err.expected, err.got)
+        if on_error == "raise":
+            raise exc
+        _record_skip(report, exc, err.reason)
+    return parsed.select(~over)
+
+
 def _record_skip(report: dict[str, Any] | None, exc: EventFormatError, reason: str) -> None:
     if report is None:
         return
@@ -261,11 +297,7 @@ def parse_slow(
         try:
             parsed = _parse_line(raw)
             if parsed is not None and max_objects is not None and len(parsed[3]) > max_objects:
-                raise _LineError(
-                    "too many objects", "objects",
-                    f"at most max_objects={max_objects} objects (raise max_objects or truncate)",
-                    f"{len(parsed[3])} objects",
-                )
+                raise _too_many(len(parsed[3]), max_objects)
         except _LineError as err:
             exc = EventFormatError(path, lineno, err.field, err.expected, err.got)
             if on_error == "raise":

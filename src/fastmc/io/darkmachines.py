@@ -26,7 +26,7 @@ from typing import IO, Any
 import numpy as np
 
 from fastmc.events import DEFAULT_MAX_OBJECTS, TYPE_NAMES, Events
-from fastmc.io._dmparse import Parsed, parse_fast, parse_slow
+from fastmc.io._dmparse import Parsed, drop_too_many, parse_fast, parse_slow
 from fastmc.io._jagged import rechunk
 from fastmc.io._writer import AtomicWriter
 
@@ -127,7 +127,8 @@ def iter_read(
     ``max_objects`` objects is an error, unless ``truncate=True``: then its last objects are
     cut (photons first, then muons, ...), a warning is issued once per file and
     ``report["truncated"]`` counts them.  ``report["events"]`` counts the events read.
-    ``max_objects=None`` means the default K = 19.  Empty lines are ignored.  Process IDs become ``process_names`` in order of appearance.
+    ``max_objects=None`` means the default K = 19.  Empty lines are ignored.  Process IDs
+    become ``process_names`` in order of appearance.
     """
     if max_objects is None:
         max_objects = DEFAULT_MAX_OBJECTS
@@ -148,7 +149,10 @@ def iter_read(
         """Fast path; where it fails, halve the block (so that a rare bad line costs little)
         down to small pieces that the exact slow path parses."""
         parsed = parse_fast(block, before)
-        if parsed is not None and (truncate or parsed.nobj.max(initial=0) <= max_objects):
+        if parsed is not None:
+            if not truncate:
+                parsed = drop_too_many(parsed, path=str(path), max_objects=max_objects,
+                                       on_error=on_error, report=report)
             return [parsed]
         mid = block.rfind(b"\n", 0, len(block) // 2) + 1
         if len(block) <= _SLOW_BLOCK or mid <= 0:
