@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -307,6 +307,24 @@ class FlowModel(GenerativeModel):
             return raw
         finally:
             self.train(was_training)
+
+    def core_runner(
+        self, batch_size: int, *, device: torch.device | str = "cpu"
+    ) -> Callable[[], int] | None:
+        """The bare flow inverse on pre-drawn noise and pattern context (for ``fastmc bench``)."""
+        pats = self._require_fitted()
+        gen = torch.Generator(device=device).manual_seed(0)
+        with torch.no_grad():
+            index = pats.sample(batch_size, generator=gen).to(device)
+            ctx = self.context(self._slot_types(index), index)
+            z = torch.randn(batch_size, self.layout.dim, generator=gen, device=device)
+
+        def run() -> int:
+            with torch.no_grad():
+                self.flow(ctx).transform.inv(z)
+            return batch_size
+
+        return run
 
 
 register_model("flow", FlowConfig, FlowModel)
