@@ -70,15 +70,15 @@ def bench_prepare(inputs: list[Path], store: Path) -> dict:
 
 
 def bench_throughput(store: Path, batch_size: int, batches: int, encode: bool, workers: int,
-                     mode: str = "balanced") -> dict:
+                     mode: str = "balanced", kind: str = "thesis") -> dict:
     import torch
 
-    from fastmc.data.encoding import Encoding
+    from fastmc.data.encoding import Encoding, EncodingConfig
     from fastmc.data.loader import EventLoader
 
     torch.set_num_threads(1)
     loader = EventLoader(store, batch_size=batch_size, batches_per_epoch=batches, mode=mode)
-    enc = Encoding()
+    enc = Encoding(EncodingConfig(kind=kind))
     if workers:
         it_src = torch.utils.data.DataLoader(loader, batch_size=None, num_workers=workers,
                                              multiprocessing_context="fork")
@@ -195,6 +195,11 @@ def main() -> None:
             rows.append((f"prepare peak RSS (VmHWM), {len(ins)} file(s)",
                          f"{len(ins) * p1['events']:,} events",
                          f"{m['peak_MiB']} MiB (baseline after imports {m['baseline_MiB']} MiB)"))
+    r = bench_throughput(small, args.batch_size, args.batches, True, 0, kind="physics")
+    rows.append(("loader -> encoded tensors (physics kind), 0 DataLoader workers",
+                 f"B={args.batch_size}, {args.batches} batches, balanced",
+                 f"{r['best']:,.0f} events/s best of 3 epochs (median {r['median']:,.0f}); "
+                 f"{r['cpu']:,.0f} events per CPU-second"))
     for store in (small, large) if args.links > 1 else (small,):
         m = bench_memory(store, args.batch_size)
         rows.append((f"loader peak RSS (VmHWM), {store.name}",

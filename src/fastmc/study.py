@@ -128,7 +128,7 @@ def load_study_config(path: str | os.PathLike[str]) -> StudyConfig:
         raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
     for proc in data.get("processes", []):
         if isinstance(proc, dict) and "files" in proc:
-            proc["files"] = [str((path.parent / f)) if not os.path.isabs(f) else f for f in proc["files"]]
+            proc["files"] = [str(path.parent / f) if not os.path.isabs(f) else f for f in proc["files"]]
     return StudyConfig(**data)
 
 

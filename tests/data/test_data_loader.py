@@ -192,3 +192,17 @@ def test_bad_arguments(store_signals: Path) -> None:
         EventLoader(store_signals, batch_size=0)
     with pytest.raises(ValueError, match="unknown process"):
         EventLoader(store_signals, processes=["ttbar"])
+
+
+def test_rank_from_torch_distributed(store_signals: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dist = torch.distributed
+    monkeypatch.setattr(dist, "is_available", lambda: True)
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_rank", lambda: 1)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    auto = EventLoader(store_signals, batch_size=100, batches_per_epoch=3)
+    explicit = EventLoader(store_signals, batch_size=100, batches_per_epoch=3, rank=1, world_size=2)
+    assert auto.shard() == (1, 2)
+    assert _same(_batches(auto), _batches(explicit))
+    with pytest.raises(ValueError, match="rank 2"):
+        EventLoader(store_signals, rank=2, world_size=2).shard()

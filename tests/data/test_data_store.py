@@ -182,6 +182,11 @@ def test_prepare_errors_leave_nothing_behind(real_files: list[Path], tmp_path: P
     with pytest.raises(EventFormatError, match=r"bad\.csv"):
         prepare([real_files[3], bad], tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv"]
+    skipped = open_store(prepare([bad], tmp_path / "skip", on_error="skip"))
+    good_lines = sum(_count_lines(bad).values()) - 1
+    assert skipped.meta["skipped"] == 1
+    assert sum(skipped.n_events(s) for s in SPLITS) == good_lines
+    shutil.rmtree(tmp_path / "skip")
     with pytest.raises(ValueError, match="fraction"):
         prepare(real_files[:1], tmp_path / "o", val=1.2)
     with pytest.raises(ValueError, match="more than once"):

@@ -13,6 +13,23 @@ import typer
 from fastmc.cli._app import app, console, errors_as_exit, fail, progress_bar
 
 DEVICE_HELP = "auto (CUDA if available), cpu or cuda."
+THREADS_HELP = (
+    "CPU threads of torch [default: torch's choice]; 1 is much faster for small batches "
+    "when other jobs share the cores."
+)
+
+
+def _threads_option():
+    return typer.Option(None, "--threads", help=THREADS_HELP)
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        if threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
 
 
 def _value_errors_as_exit():
@@ -57,6 +74,7 @@ def train_cmd(
         None, "--max-minutes", help="Stop after the epoch that passes this wall time (minutes)."
     ),
     device: str | None = typer.Option(None, "--device", help=DEVICE_HELP + " [default auto]"),
+    threads: int | None = _threads_option(),
     seed: int | None = typer.Option(None, "--seed", help="Seed of weights, batches, noise [default 0]."),
     process: str | None = typer.Option(
         None, "--process", help="Train on this process of the store only [default: all]."
@@ -79,6 +97,7 @@ def train_cmd(
     from fastmc.train import TrainConfig, load_yaml_config, train_from_store
 
     with _value_errors_as_exit():
+        _set_threads(threads)
         data: dict[str, Any] = load_yaml_config(config) if config else {}
         name = model or data.get("model") or "beta-vae"
         spec = get_model(name)
@@ -161,6 +180,7 @@ def fit_prior_cmd(
     max_iter: int = typer.Option(500, "--max-iter", help="EM iterations, at most."),
     seed: int = typer.Option(0, "--seed", help="Seed of the initialisation."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP + " (gmm only)"),
+    threads: int | None = _threads_option(),
 ) -> None:
     """Fit a Gaussian-mixture latent prior per process and store it in MODEL_DIR (prior.safetensors)."""
     from fastmc.data.store import open_store
@@ -168,6 +188,7 @@ def fit_prior_cmd(
     from fastmc.train import resolve_device
 
     with _value_errors_as_exit():
+        _set_threads(threads)
         if prior not in ("bgmm", "gmm"):
             raise ValueError(f"--prior must be bgmm or gmm, got {prior!r}")
         desc = read_model_config(model_dir)
@@ -229,6 +250,7 @@ def generate_cmd(
     batch_size: int = typer.Option(10_000, "--batch-size", help="Events per batch."),
     seed: int = typer.Option(0, "--seed", help="Seed; the same seed gives the same events."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    threads: int | None = _threads_option(),
     channel: str | None = typer.Option(
         None, "--channel", help="Keep only events passing this selection (chan1, chan2a, chan2b, chan3)."
     ),
@@ -237,6 +259,7 @@ def generate_cmd(
     from fastmc.generate import generate
 
     with _value_errors_as_exit():
+        _set_threads(threads)
         if prior == "truth" and truth_events is None:
             raise ValueError("--prior truth encodes given events: pass --truth-events FILE")
         with progress_bar(f"generate ({prior})", n) as advance:
@@ -275,12 +298,14 @@ def bench_cmd(
     ),
     sim_events: int = typer.Option(200, "--sim-events", help="Events to simulate for the timing."),
     device: str = typer.Option("auto", "--device", help="auto: CPU, and GPU when present; or cpu/cuda."),
+    threads: int | None = _threads_option(),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the results as JSON."),
 ) -> None:
     """Generation events/s (batch 1, 100, 10k; memory, Parquet, CSV; CPU and GPU) vs simulation."""
     from fastmc.bench import format_markdown, run_bench
 
     with _value_errors_as_exit():
+        _set_threads(threads)
         rows_total = 3 * 4 + 3
         with progress_bar("bench", rows_total, unit="measurements") as advance:
             result = run_bench(

@@ -233,7 +233,8 @@ class Encoding:
         idx = (types.reshape(-1) != 0).nonzero().squeeze(1)
         obj = p4.reshape(-1, 4).index_select(0, idx)  # [n, 4] = (E, pT, eta, phi)
         if self.config.kind == "thesis":
-            obj[:, :2].clamp_(min=ENERGY_FLOOR).log10_()
+            # log10 on a contiguous copy: in place on the strided [n, 2] view is ~20x slower
+            obj[:, :2] = torch.log10(obj[:, :2].clamp(min=ENERGY_FLOOR))
             feats = obj
         else:
             e, pt, eta, phi = obj.unbind(1)
@@ -242,7 +243,9 @@ class Encoding:
             feats = torch.stack(
                 [torch.log10(pt.clamp(min=ENERGY_FLOOR)), eta, phi, torch.log10(m)], dim=1
             )
-        met = torch.stack([torch.log10(raw.met.clamp(min=ENERGY_FLOOR)), raw.met_phi], dim=-1)
+        met = torch.empty((raw.met.shape[0], 2), dtype=raw.met.dtype, device=raw.met.device)
+        met[:, 0] = torch.log10(raw.met.clamp(min=ENERGY_FLOOR))
+        met[:, 1] = raw.met_phi
         return types, idx, feats, met
 
     # ------------------------------------------------------------------ fit

@@ -69,8 +69,8 @@ class FloorConfig:
 
     repeats: int = 10
     n_bins: int = 40
-    fpd_points: int = 5
-    fpd_batches: int = 5
+    fpd_points: int = 4
+    fpd_batches: int = 3
     fpd_max_samples: int = 50_000
     kpd_batch_size: int = 1000
     kpd_batches: int = 10

@@ -297,8 +297,8 @@ def fpd(
         # a subset of the full size is the whole sample: one evaluation is enough
         reps = 1 if size >= len(x) and size >= len(y) else n_batches
         for _ in range(reps):
-            ix = rng.permutation(len(x))[:size] if size < len(x) else slice(None)
-            iy = rng.permutation(len(y))[:size] if size < len(y) else slice(None)
+            ix = rng.choice(len(x), size, replace=False) if size < len(x) else slice(None)
+            iy = rng.choice(len(y), size, replace=False) if size < len(y) else slice(None)
             m1, s1 = _mean_cov(x[ix])
             m2, s2 = _mean_cov(y[iy])
             pts.append(frechet_distance(m1, s1, m2, s2))
@@ -362,8 +362,8 @@ def kpd(
         return float("nan"), float("nan")
     vals = []
     for _ in range(n_batches):
-        ix = rng.permutation(len(x))[:size]
-        iy = rng.permutation(len(y))[:size]
+        ix = rng.choice(len(x), size, replace=False)
+        iy = rng.choice(len(y), size, replace=False)
         vals.append(mmd_poly_unbiased(x[ix], y[iy]))
     lo, hi = np.percentile(vals, [16.0, 84.0])
     return float(np.median(vals)), float((hi - lo) / 2)

@@ -79,7 +79,7 @@ def iter_events(
     *,
     chunk_size: int = 100_000,
     on_error: OnError = "raise",
-    max_objects: int = DEFAULT_MAX_OBJECTS,
+    max_objects: int | None = None,
     truncate: bool = False,
     report: dict[str, Any] | None = None,
 ) -> Iterator[Events]:
@@ -87,6 +87,8 @@ def iter_events(
 
     ``on_error="skip"`` skips malformed lines (CSV) and counts them in ``report`` (a dict the
     caller passes in: ``report["skipped"]`` total and ``report["skipped_by_reason"]``).
+    ``max_objects`` is the width K of the Events returned; ``None`` (default) means the width
+    stored in the file (Parquet, ROOT) or :data:`~fastmc.events.DEFAULT_MAX_OBJECTS` (19, CSV).
     Events with more than ``max_objects`` objects raise, unless ``truncate=True`` (then they
     are cut, counted in ``report["truncated"]``, and a warning is issued).
     """
@@ -109,7 +111,7 @@ def read_events(
     paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], **kwargs: Any
 ) -> Events:
     """Read all events of one or many files into memory (see :func:`iter_events`)."""
-    k = kwargs.get("max_objects", DEFAULT_MAX_OBJECTS)
+    k = kwargs.get("max_objects") or DEFAULT_MAX_OBJECTS
     parts = list(iter_events(paths, **kwargs))
     return Events.concatenate(parts) if parts else Events.empty(k)
 
