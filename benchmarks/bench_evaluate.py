@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -55,9 +57,13 @@ def main() -> None:
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True)
         wall = time.perf_counter() - t0
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = ru.ru_utime + ru.ru_stime
+        peak_mib = ru.ru_maxrss / 1024
         size = (Path(tmp) / "report" / "index.html").stat().st_size
     print(f"fastmc evaluate, {args.events} vs {args.events} events (resampled {args.file.name}): "
-          f"{wall:.1f} s wall; index.html {size / 1e6:.1f} MB")
+          f"{wall:.1f} s wall, {cpu:.1f} s CPU, peak RSS {peak_mib:.0f} MiB; index.html {size / 1e6:.1f} MB; "
+          f"load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

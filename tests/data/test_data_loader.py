@@ -206,3 +206,65 @@ def test_rank_from_torch_distributed(store_signals: Path, monkeypatch: pytest.Mo
     assert _same(_batches(auto), _batches(explicit))
     with pytest.raises(ValueError, match="rank 2"):
         EventLoader(store_signals, rank=2, world_size=2).shard()
+
+
+def test_streams_by_file(store_all: Path, real_files: list[Path]) -> None:
+    store = open_store(store_all)
+    loader = EventLoader(store, batch_size=600, batches_per_epoch=6, streams="file", seed=5)
+    assert loader.stream_names == tuple(p.name for p in real_files)
+    assert loader.process_indices == tuple(range(len(store.processes)))
+    allowed = {}
+    for i, proc in enumerate(store.processes):
+        ev = store.events("train", proc)
+        allowed[i] = {m.tobytes() + p.tobytes() for m, p in zip(ev.met, ev.p4, strict=True)}
+    background = {store.process_index(p) for p in store.sources[0]["events_by_process"]}
+    seen_bkg = set()
+    for batch in loader:
+        proc = batch.process.numpy()
+        # 6 files: every file gives 100 events per batch, the background file its own mixture
+        assert np.isin(proc, sorted(background)).sum() == 100
+        for sig in set(range(len(store.processes))) - background:
+            assert (proc == sig).sum() == 100
+        seen_bkg |= set(proc[np.isin(proc, sorted(background))].tolist())
+        for i in range(len(batch)):
+            key = batch.met[i].numpy().tobytes() + batch.p4[i].numpy().tobytes()
+            assert key in allowed[int(proc[i])]
+    assert len(seen_bkg) > 3  # njets, ttbar, w_jets, z_jets, ... in their natural proportions
+    # ranks read disjoint parts of every file
+    keys = [
+        {k for bt in EventLoader(store, batch_size=600, batches_per_epoch=3, streams="file",
+                                 rank=r, world_size=2, processes=["njets", "ttbar", "monotop_200_A"])
+         for k in event_keys(bt)}
+        for r in range(2)
+    ]
+    assert keys[0] and keys[1] and not keys[0] & keys[1]
+    with pytest.raises(ValueError, match="streams='process'"):
+        EventLoader(store, mode="weight", streams="file")
+    with pytest.raises(ValueError, match="streams"):
+        EventLoader(store, streams="files")
+
+
+def test_streams_by_file_when_processes_span_files(real_files: list[Path], tmp_path: Path) -> None:
+    from fastmc.data.store import prepare
+    from fastmc.io import read_events
+
+    lines = real_files[0].read_bytes().splitlines(keepends=True)
+    halves = [tmp_path / "a.csv", tmp_path / "b.csv"]
+    halves[0].write_bytes(b"".join(lines[:600]))
+    halves[1].write_bytes(b"".join(lines[600:]))
+    store = open_store(prepare(halves, tmp_path / "s", val=0.2, test=0.0))
+    loader = EventLoader(store, batch_size=400, batches_per_epoch=4, streams="file",
+                         interleave=False)
+    assert loader.stream_names == ("a.csv", "b.csv")
+    own = []
+    for path in halves:
+        ev = read_events(path)
+        own.append({
+            m.tobytes() + p.tobytes(): proc
+            for m, p, proc in zip(ev.met, ev.p4, ev.process, strict=True)
+        })
+    for batch in loader:
+        for half, rows in ((0, range(200)), (1, range(200, 400))):
+            for i in rows:
+                key = batch.met[i].numpy().tobytes() + batch.p4[i].numpy().tobytes()
+                assert own[half][key] == store.processes[int(batch.process[i])]

@@ -52,8 +52,15 @@ def test_prepare_all_real_files_counts_match(store_all: Path, real_files: list[P
         assert src["events"] == sum(per_file.values())
         assert src["events_by_process"] == dict(per_file)
         assert len(src["sha256"]) == 64
+        for proc, n in per_file.items():
+            assert sum(src["events_by_split"][s][proc] for s in SPLITS) == n
         expected += per_file
     assert meta["processes"] == sorted(expected)
+    for split in SPLITS:  # per-file split counts add up to the per-process ones
+        per_split: collections.Counter = collections.Counter()
+        for src in meta["sources"]:
+            per_split.update(src["events_by_split"][split])
+        assert dict(per_split) == meta["counts"][split]
     for proc, n in expected.items():
         got = [meta["counts"][s][proc] for s in SPLITS]
         assert sum(got) == n

@@ -40,8 +40,11 @@ def test_same_distribution_gives_half_and_nan_is_fine(rng):
     x0, x1 = rng.normal(size=(2000, 4)), rng.normal(size=(2000, 4))
     x0[rng.random(2000) < 0.3, 1] = np.nan
     x1[rng.random(2000) < 0.3, 1] = np.nan
-    x0[:, 3] = np.nan  # a column missing everywhere is dropped, not fatal
+    x0[:, 3] = np.nan  # a column missing everywhere is not fatal
     x1[:, 3] = np.nan
+    x0[:, 0] = np.nan  # a column with 3 values in all (the early-stopping split may hold all)
+    x1[:, 0] = np.nan
+    x1[:3, 0] = 1.0
     res = classifier_test(x0, x1, seed=0)
     assert abs(res.auc - 0.5) < 3 * res.auc_err
     # a difference only in how often a value is missing is found

@@ -133,3 +133,22 @@ def test_cli_full_report_with_plots(tmp_path, data_dir):
     assert len(pngs) == len(OBSERVABLES) + 3
     html = (out / "index.html").read_text()
     assert _offline(html) and html.count("data:image/png;base64,") == len(pngs)
+
+
+def test_floor_config_is_validated_and_json_is_strict(tmp_path):
+    with pytest.raises(ValueError, match="repeats must be >= 3"):
+        FloorConfig(repeats=2)
+    with pytest.raises(ValueError, match="fpd_points"):
+        FloorConfig(fpd_points=2)
+    with pytest.raises(TypeError):
+        FloorConfig(10)  # keyword-only
+    ref, gen = synthetic_events(300, seed=1), synthetic_events(300, seed=2)
+    report = evaluate(ref, {"g": gen}, config=FloorConfig(repeats=3, whole_event=False), classifier=False)
+    assert report.out_dir is None and report.plots == []
+    text = report.to_json()  # no NaN/inf: they are null
+
+    def bad_constant(name):
+        raise AssertionError(f"non-standard JSON constant {name}")
+
+    m = json.loads(text, parse_constant=bad_constant)
+    assert m["summary"][0]["auc"] is None and m["summary"][0]["fpd"] is None

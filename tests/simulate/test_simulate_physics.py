@@ -54,7 +54,7 @@ def test_z_peak_fast():
 
 @pytest.mark.slow
 def test_z_peak_precise():
-    ev = _run("z_jets", 4000, seed=22, params={"leptonic": 1})
+    ev = _run("z_jets", 2000, seed=22, params={"leptonic": 1})
     mll = _mll(ev)
     assert abs(_peak(mll, 70, 112, 1.0) - 91.2) < 2.0
 

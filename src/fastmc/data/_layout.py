@@ -1,10 +1,12 @@
-"""On-disk layout of an event store, shared by :mod:`fastmc.data.prepare` and
-:mod:`fastmc.data.store` (see the latter for the description)."""
+"""On-disk layout of an event store (described in :mod:`fastmc.data.store`): constants shared
+by :mod:`fastmc.data.prepare` and :mod:`fastmc.data.store`, and :class:`NpyReader`, the
+row-range reader of ``.npy`` files that :mod:`fastmc.data.loader` streams from."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -38,3 +40,45 @@ def sha256_file(path: str | os.PathLike[str], block: int = 1 << 20) -> str:
 def _process_seed(seed: int, process: str) -> list[int]:
     digest = hashlib.sha256(process.encode()).digest()
     return [int(seed), int.from_bytes(digest[:8], "little")]
+
+
+class NpyReader:
+    """Reads contiguous row ranges of a ``.npy`` file into caller buffers with ``preadv``."""
+
+    def __init__(self, path: Path) -> None:
+        self.fd = -1
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, fortran, dtype = read_header(f)
+            self.offset = f.tell()
+        if fortran:
+            raise ValueError(f"{path}: Fortran-ordered arrays are not supported")
+        self.path, self.shape, self.dtype = path, shape, dtype
+        self.row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+        self.fd = os.open(path, os.O_RDONLY)
+
+    def read(self, start: int, stop: int, out: np.ndarray) -> None:
+        """Copy rows [start, stop) into ``out`` (a C-contiguous array of stop-start rows)."""
+        nbytes = (stop - start) * self.row_bytes
+        if nbytes == 0:
+            return
+        view = memoryview(out).cast("B")
+        got = os.preadv(self.fd, [view], self.offset + start * self.row_bytes)
+        while got < nbytes:  # short reads are allowed by POSIX
+            more = os.preadv(self.fd, [view[got:]], self.offset + start * self.row_bytes + got)
+            if more <= 0:
+                raise OSError(f"{self.path}: unexpected end of file")
+            got += more
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __del__(self) -> None:
+        self.close()

@@ -1,24 +1,28 @@
 """Streaming loader: batches of :class:`~fastmc.data.batch.RawBatch` from an event store.
 
 :class:`EventLoader` is a ``torch.utils.data.IterableDataset``.  Each batch is assembled from
-contiguous runs of events of each process ("stream"), read straight from the store's ``.npy``
-files with ``os.preadv`` into fresh buffers (no memory map is kept resident), so memory is
-bounded by a few batches whatever the store size.
+contiguous runs of events of each *stream*, read straight from the store's ``.npy`` files with
+``os.preadv`` into fresh buffers (no memory map is kept resident), so memory is bounded by a
+few batches whatever the store size.  A stream is a process (``streams="process"``, default)
+or an input file of ``prepare`` (``streams="file"``: the file's events of all its processes,
+in file order).  With the Dark Machines files (one process per file) the two coincide.
 
 Modes
 -----
 ``"balanced"`` (default; the theses' scheme)
-    Every batch takes events from every process in turn: with F processes and batch size B each
-    process contributes floor(B/F) or ceil(B/F) events (the B mod F extra events rotate over
-    the processes from batch to batch).  A process that runs out starts again from its
-    beginning (circular), so small processes repeat and large ones are sub-sampled.
+    Every batch takes events from every stream in turn: with F streams and batch size B each
+    stream contributes floor(B/F) or ceil(B/F) events (the B mod F extra events rotate over
+    the streams from batch to batch).  A stream that runs out starts again from its
+    beginning (circular), so small streams repeat and large ones are sub-sampled.
 ``"count"`` / ``"weight"``
-    Proportional: the events per process in a batch are multinomial with probabilities
-    proportional to the process's event count (in the split) or to its summed weight
-    (cross section x luminosity), so a batch resembles a draw from the mixed sample.
+    Proportional: the events per stream in a batch are multinomial with probabilities
+    proportional to the stream's event count (in the split) or, for process streams, to the
+    process's summed weight (cross section x luminosity), so a batch resembles a draw from
+    the mixed sample.
 
-With ``interleave=True`` the events of a batch are ordered round-robin over the processes
-(one event of each process in turn, as in the theses); otherwise they come process by process.
+With ``interleave=True`` the events of a batch are ordered round-robin over the streams
+(one event of each stream in turn, as in the theses); otherwise they come stream by stream.
+``RawBatch.process`` always holds each event's process index in ``store.processes``.
 
 Determinism and epochs
 ----------------------
@@ -30,11 +34,12 @@ epochs see new events; in proportional modes each epoch draws new seeded offsets
 Sharding
 --------
 Each DataLoader worker and each distributed rank is a *shard* (``rank * num_workers + worker``
-of ``world_size * num_workers``); a shard reads only its own contiguous part of every process,
+of ``world_size * num_workers``); a shard reads only its own contiguous part of every stream,
 so shards never share events.  ``batches_per_epoch`` is per rank: a rank's workers take the
-batches ``w, w + W, ...`` in turn (the DataLoader hands them out in that order).  A process
+batches ``w, w + W, ...`` in turn (the DataLoader hands them out in that order).  A stream
 with fewer events than there are shards cannot be split and raises ValueError.  Processes with
-no events in the split are left out (see :attr:`EventLoader.process_indices`).
+no events in the split are left out (see :attr:`EventLoader.process_indices` and
+:attr:`EventLoader.stream_names`).
 With DataLoader workers keep ``persistent_workers=False`` (the default), so that each epoch's
 workers see the epoch set by :meth:`EventLoader.set_epoch`.  Workers yield CPU tensors through
 shared memory, which costs more than reading (see docs/benchmarks.md): with one rank, zero
@@ -45,12 +50,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
 
+from fastmc.data._layout import NpyReader
 from fastmc.data.batch import RawBatch
 from fastmc.data.store import EventStore
 
@@ -58,48 +63,6 @@ __all__ = ["EventLoader"]
 
 Mode = Literal["balanced", "count", "weight"]
 _ARRAYS = ("types", "p4", "met", "met_phi", "weight")
-
-
-class _NpyReader:
-    """Reads contiguous row ranges of a ``.npy`` file into caller buffers with ``preadv``."""
-
-    def __init__(self, path: Path) -> None:
-        self.fd = -1
-        with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            read_header = (
-                np.lib.format.read_array_header_1_0
-                if version == (1, 0)
-                else np.lib.format.read_array_header_2_0
-            )
-            shape, fortran, dtype = read_header(f)
-            self.offset = f.tell()
-        if fortran:
-            raise ValueError(f"{path}: Fortran-ordered arrays are not supported")
-        self.path, self.shape, self.dtype = path, shape, dtype
-        self.row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
-        self.fd = os.open(path, os.O_RDONLY)
-
-    def read(self, start: int, stop: int, out: np.ndarray) -> None:
-        """Copy rows [start, stop) into ``out`` (a C-contiguous array of stop-start rows)."""
-        nbytes = (stop - start) * self.row_bytes
-        if nbytes == 0:
-            return
-        view = memoryview(out).cast("B")
-        got = os.preadv(self.fd, [view], self.offset + start * self.row_bytes)
-        while got < nbytes:  # short reads are allowed by POSIX
-            more = os.preadv(self.fd, [view[got:]], self.offset + start * self.row_bytes + got)
-            if more <= 0:
-                raise OSError(f"{self.path}: unexpected end of file")
-            got += more
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-    def __del__(self) -> None:
-        self.close()
 
 
 class EventLoader(torch.utils.data.IterableDataset):
@@ -117,8 +80,14 @@ class EventLoader(torch.utils.data.IterableDataset):
     processes : names or indices of the processes to use (default: all with events in split).
     rank, world_size : this process's place in distributed training; default from
         ``torch.distributed`` when it is initialised, else 0 and 1.
-    interleave : order each batch round-robin over the processes.
+    interleave : order each batch round-robin over the streams.
     dtype : float dtype of p4, met, met_phi and weight.
+    streams : what the balanced / count modes balance: ``"process"`` (default; one stream per
+        process ID) or ``"file"`` (one stream per input file of ``prepare``, holding that
+        file's events of every selected process, in file order).  For Dark Machines files
+        with one process each, both are the same; for a file that mixes processes (the
+        background sample) ``"file"`` keeps the file's own process mixture, whereas
+        ``"process"`` gives each rare process an equal share of every batch.
 
     Each batch is a RawBatch with types int64 [B, K], p4 [B, K, 4] (GeV), met [B] (GeV),
     met_phi [B], weight [B] and process int64 [B] (index into ``store.processes``).
@@ -140,6 +109,7 @@ class EventLoader(torch.utils.data.IterableDataset):
         world_size: int | None = None,
         interleave: bool = True,
         dtype: torch.dtype = torch.float32,
+        streams: Literal["process", "file"] = "process",
     ) -> None:
         super().__init__()
         self.store = store if isinstance(store, EventStore) else EventStore(store)
@@ -153,35 +123,74 @@ class EventLoader(torch.utils.data.IterableDataset):
         self.split, self.batch_size, self.batches_per_epoch = split, batch_size, batches_per_epoch
         self.mode, self.seed, self.interleave, self.dtype = mode, int(seed), interleave, dtype
         self.device = None if device is None else torch.device(device)
+        if streams not in ("process", "file"):
+            raise ValueError(f"streams must be 'process' or 'file', got {streams!r}")
+        self.streams = streams
         if processes is None:
-            idx = range(len(self.store.processes))
+            idx = list(range(len(self.store.processes)))
         else:
             idx = sorted({self.store.process_index(p) for p in processes})
-        self.process_indices: tuple[int, ...] = tuple(
-            i for i in idx if self.store.n_events(split, i) > 0
-        )
-        if not self.process_indices:
+        self.stream_names, self._segments = self._make_streams(idx)
+        if not self._segments:
             raise ValueError(f"no events in split {split!r} of {self.store.path} for these processes")
-        self.n_per_process = np.array(
-            [self.store.n_events(split, i) for i in self.process_indices], np.int64
+        self.process_indices: tuple[int, ...] = tuple(
+            sorted({p for segs in self._segments for p, _, _ in segs})
+        )
+        self.n_per_stream = np.array(
+            [sum(n for _, _, n in segs) for segs in self._segments], np.int64
         )
         if mode == "count":
-            share = self.n_per_process.astype(np.float64)
+            share = self.n_per_stream.astype(np.float64)
         elif mode == "weight":
+            if streams != "process":
+                raise ValueError(
+                    "mode='weight' weighs processes by their summed weight: use streams='process'"
+                )
             share = np.array([self.store.weight_sum(split, i) for i in self.process_indices])
             if not (np.all(share >= 0) and share.sum() > 0):
                 raise ValueError("mode='weight' needs non-negative weights with a positive sum")
         else:
-            share = np.ones(len(self.process_indices))
+            share = np.ones(len(self._segments))
         self.shares = share / share.sum()
         self._rank, self._world_size = rank, world_size
         self.epoch = 0
-        self._readers: dict[tuple[int, str], _NpyReader] | None = None
+        self._readers: dict[tuple[int, str], NpyReader] | None = None
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_readers"] = None
         return state
+
+    def _make_streams(
+        self, idx: list[int]
+    ) -> tuple[tuple[str, ...], list[list[tuple[int, int, int]]]]:
+        """Stream names and segments (process index, first row, rows) in the split arrays."""
+        split, store = self.split, self.store
+        if self.streams == "process":
+            used = [p for p in idx if store.n_events(split, p) > 0]
+            return (
+                tuple(store.processes[p] for p in used),
+                [[(p, 0, store.n_events(split, p))] for p in used],
+            )
+        offset = dict.fromkeys(idx, 0)
+        names, segments = [], []
+        for src in store.sources:
+            per = src.get("events_by_split", {}).get(split)
+            if per is None:
+                raise ValueError(
+                    f"event store {store.path} does not record events per file; re-run "
+                    "`fastmc prepare` to use streams='file'"
+                )
+            segs = []
+            for p in idx:
+                n = int(per.get(store.processes[p], 0))
+                if n:
+                    segs.append((p, offset[p], n))
+                    offset[p] += n
+            if segs:
+                names.append(src["name"])
+                segments.append(segs)
+        return tuple(names), segments
 
     # ------------------------------------------------------------------ public helpers
     def set_epoch(self, epoch: int) -> None:
@@ -212,17 +221,13 @@ class EventLoader(torch.utils.data.IterableDataset):
         return rank * nw + wid, world * nw
 
     def part(self, shard: int, n_shards: int) -> tuple[np.ndarray, np.ndarray]:
-        """(start, stop) int64 [F] of each used process's events read by a shard."""
-        n = self.n_per_process
+        """(start, stop) int64 [F] of each stream's events read by a shard (F streams)."""
+        n = self.n_per_stream
         start, stop = n * shard // n_shards, n * (shard + 1) // n_shards
-        small = [
-            self.store.processes[p]
-            for p, a, b in zip(self.process_indices, start, stop, strict=True)
-            if b <= a
-        ]
+        small = [name for name, a, b in zip(self.stream_names, start, stop, strict=True) if b <= a]
         if small:
             raise ValueError(
-                f"processes {', '.join(small)} have fewer events in split {self.split!r} than the "
+                f"{', '.join(small)} have fewer events in split {self.split!r} than the "
                 f"{n_shards} loader shards (ranks x workers) that must read disjoint parts; use "
                 "fewer DataLoader workers or leave them out (processes=...)"
             )
@@ -230,7 +235,7 @@ class EventLoader(torch.utils.data.IterableDataset):
 
     # ------------------------------------------------------------------ iteration
     def batch_counts(self, shard: int, n_shards: int) -> np.ndarray:
-        """Events per process, int64 [n_batches, F], of this epoch's batches of a shard.
+        """Events per stream, int64 [n_batches, F], of this epoch's batches of a shard.
 
         Row j is the shard's j-th batch; its rank's batch index is ``worker + j * num_workers``.
         """
@@ -242,7 +247,7 @@ class EventLoader(torch.utils.data.IterableDataset):
         return self._counts(batches, shard)
 
     def _counts(self, batches: np.ndarray, shard: int) -> np.ndarray:
-        f = len(self.process_indices)
+        f = len(self._segments)
         b = self.batch_size
         if self.mode == "balanced":
             q, r = divmod(b, f)
@@ -256,11 +261,11 @@ class EventLoader(torch.utils.data.IterableDataset):
         ep = self.epoch if epoch is None else epoch
         return np.random.default_rng([self.seed, shard, stream, ep, 0x5EED])
 
-    def _open(self) -> dict[tuple[int, str], _NpyReader]:
+    def _open(self) -> dict[tuple[int, str], NpyReader]:
         if self._readers is None:
             self._readers = {
-                (i, name): _NpyReader(self.store.array_path(self.split, p, name))
-                for i, p in enumerate(self.process_indices)
+                (p, name): NpyReader(self.store.array_path(self.split, p, name))
+                for p in self.process_indices
                 for name in _ARRAYS
             }
         return self._readers
@@ -296,19 +301,42 @@ class EventLoader(torch.utils.data.IterableDataset):
             "met": np.empty(n, np.float32),
             "met_phi": np.empty(n, np.float32),
             "weight": np.empty(n, np.float64),
+            "process": np.empty(n, np.int64),
         }
 
+    def _read_range(
+        self,
+        readers: dict[tuple[int, str], NpyReader],
+        i: int,
+        lo: int,
+        hi: int,
+        bufs: dict[str, np.ndarray],
+        at: int,
+    ) -> None:
+        """Rows [lo, hi) of stream ``i`` (over its segments) into ``bufs[at:]``."""
+        first = 0
+        for p, row0, n in self._segments[i]:
+            a, b = max(lo, first), min(hi, first + n)
+            if a < b:
+                r0, r1 = row0 + a - first, row0 + b - first
+                for name in _ARRAYS:
+                    readers[(p, name)].read(r0, r1, bufs[name][at : at + b - a])
+                bufs["process"][at : at + b - a] = p
+                at += b - a
+            first += n
+            if first >= hi:
+                break
+
     def _read_part(
-        self, readers: dict[tuple[int, str], _NpyReader], i: int, start: int, length: int
+        self, readers: dict[tuple[int, str], NpyReader], i: int, start: int, length: int
     ) -> dict[str, np.ndarray]:
         bufs = self._buffers(length)
-        for name, buf in bufs.items():
-            readers[(i, name)].read(start, start + length, buf)
+        self._read_range(readers, i, start, start + length, bufs, 0)
         return bufs
 
     def _read_batch(
         self,
-        readers: dict[tuple[int, str], _NpyReader],
+        readers: dict[tuple[int, str], NpyReader],
         small: dict[int, dict[str, np.ndarray]],
         counts: np.ndarray,
         start: np.ndarray,
@@ -326,22 +354,19 @@ class EventLoader(torch.utils.data.IterableDataset):
                 at += c
                 continue
             taken = 0
-            while taken < c:  # circular: may wrap (several times for tiny processes)
+            while taken < c:  # circular: may wrap
                 p = int(pos[i] + taken) % int(length[i])
                 m = min(c - taken, int(length[i]) - p)
                 lo = int(start[i]) + p
-                for name, buf in bufs.items():
-                    readers[(i, name)].read(lo, lo + m, buf[at : at + m])
+                self._read_range(readers, i, lo, lo + m, bufs, at)
                 taken += m
                 at += m
-        proc = np.repeat(np.asarray(self.process_indices, np.int64), counts)
         if self.interleave and len(counts) > 1:
-            # rank of each event within its process, then round-robin over processes
+            # rank of each event within its stream, then round-robin over the streams
             within = np.arange(b) - np.repeat(np.cumsum(counts) - counts, counts)
             order = np.argsort(within * len(counts) + np.repeat(np.arange(len(counts)), counts),
                                kind="stable")
             bufs = {name: buf[order] for name, buf in bufs.items()}
-            proc = proc[order]
         dt = self.dtype
         batch = RawBatch(
             types=torch.from_numpy(bufs["types"]).long(),
@@ -349,7 +374,7 @@ class EventLoader(torch.utils.data.IterableDataset):
             met=torch.from_numpy(bufs["met"]).to(dt),
             met_phi=torch.from_numpy(bufs["met_phi"]).to(dt),
             weight=torch.from_numpy(bufs["weight"]).to(dt),
-            process=torch.from_numpy(proc),
+            process=torch.from_numpy(bufs["process"]),
         )
         if self.device is not None and torch.utils.data.get_worker_info() is None:
             batch = batch.to(self.device)

@@ -113,6 +113,7 @@ def prepare(
                 "sha256": sha256_file(path),
                 "events": 0,
                 "events_by_process": {},
+                "events_by_split": {split: {} for split in SPLITS},
             }
             for chunk in iter_events(
                 path,
@@ -131,7 +132,7 @@ def prepare(
         counts: dict[str, dict[str, int]] = {s: {} for s in SPLITS}
         weights: dict[str, dict[str, float]] = {s: {} for s in SPLITS}
         for idx, proc in enumerate(processes):
-            c, w = _split_process(
+            c, w, assign = _split_process(
                 raw_dir / raw_names[proc],
                 tmp,
                 idx,
@@ -144,6 +145,16 @@ def prepare(
             )
             for split in SPLITS:
                 counts[split][proc], weights[split][proc] = c[split], w[split]
+            # events of this process per source file and split (sources in input order)
+            at = 0
+            for src in sources:
+                n_src = src["events_by_process"].get(proc, 0)
+                if n_src:
+                    codes = np.bincount(assign[at : at + n_src], minlength=len(SPLITS))
+                    for split in SPLITS:
+                        src["events_by_split"][split][proc] = int(codes[_SPLIT_CODE[split]])
+                    at += n_src
+            del assign
             shutil.rmtree(raw_dir / raw_names[proc])
         shutil.rmtree(raw_dir)
 
@@ -217,8 +228,12 @@ def _split_process(
     n_test: int,
     n_val: int,
     chunk_size: int,
-) -> tuple[dict[str, int], dict[str, float]]:
-    """Write one process's split arrays from its raw files, chunk by chunk (order kept)."""
+) -> tuple[dict[str, int], dict[str, float], np.ndarray]:
+    """Write one process's split arrays from its raw files, chunk by chunk (order kept).
+
+    Returns the events per split, the summed weights per split and the split code of every
+    event (int8 [n]: 0 train, 1 val, 2 test).
+    """
     assign = np.zeros(n, np.int8)
     held = rng.choice(n, size=n_test + n_val, replace=False) if n_test + n_val else np.zeros(0, int)
     assign[held[:n_test]] = _SPLIT_CODE["test"]
@@ -258,7 +273,7 @@ def _split_process(
                     part = np.ascontiguousarray(chunk[name][sel])
                     outs[(split, name)].write(memoryview(part).cast("B"))
                 weight_sum[split] += float(chunk["weight"][sel].sum())
-    return counts, weight_sum
+    return counts, weight_sum, assign
 
 
 def _replace_dir(tmp: Path, out_dir: Path) -> None:

@@ -20,6 +20,13 @@ with exact sizes ``round(n*test)``, ``round(n*val)``, the rest train, from a gen
 (``seed``, process name): the same inputs and seed give the same store, and adding a file of
 another process does not change the split of the others.
 
+``meta.json`` fields: ``format``, ``schema_version``, ``fastmc_version``, ``created``,
+``max_objects`` (K), ``seed``, ``fractions`` (val, test), ``processes`` (names; index = process
+code), ``sources`` (per input file: name, path, size, mtime_ns, sha256, events,
+events_by_process, events_by_split), ``counts`` and ``weight_sum`` (per split and process),
+``cross_section_weight`` (summed weight per process over all splits: sigma x luminosity for
+Dark Machines files), ``arrays`` (dtype and per-event shape), ``skipped`` and ``truncated``.
+
 :func:`prepare` (implemented in :mod:`fastmc.data.prepare`, re-exported here) builds a store;
 :class:`EventStore` / :func:`open_store` read one; :func:`summary_table` describes one.
 """

@@ -70,7 +70,8 @@ def classifier_test(
 
     ``reference`` [N, D], ``other`` [M, D]: observable vectors (NaN allowed, any units; trees
     are invariant to monotone rescaling).  Each sample is split at random (seeded) into a
-    training part and a test part of ``test_fraction``; weights are normalised so that both
+    training part and a test part of ``test_fraction``; a column with fewer than 20 values in
+    the training data is replaced by its presence indicator (0/1); weights are normalised so that both
     classes carry the same total weight in training.  The classifier uses early stopping on
     10% of the training data.  Returns :class:`ClassifierResult`.
     """
@@ -87,11 +88,15 @@ def classifier_test(
     p0, p1 = rng.permutation(len(x0)), rng.permutation(len(x1))
     c0, c1 = int(len(x0) * (1 - test_fraction)), int(len(x1) * (1 - test_fraction))
     tr0, te0, tr1, te1 = p0[:c0], p0[c0:], p1[:c1], p1[c1:]
-    # columns without any value in the training data carry nothing (and trip sklearn's binner)
-    keep = ~np.isnan(np.concatenate([x0[tr0], x1[tr1]])).all(axis=0)
-    if not keep.any():
-        raise ValueError("every observable is missing (NaN) in the training data")
-    x0, x1 = x0[:, keep], x1[:, keep]
+    # A column with (almost) no values in the training data trips sklearn's binner when the
+    # early-stopping split leaves it all-NaN; such a column becomes its presence indicator
+    # (0/1), which keeps the information "this object exists".
+    n_values = (~np.isnan(np.concatenate([x0[tr0], x1[tr1]]))).sum(axis=0)
+    sparse = n_values < 20
+    if sparse.any():
+        x0, x1 = x0.copy(), x1.copy()
+        x0[:, sparse] = ~np.isnan(x0[:, sparse])
+        x1[:, sparse] = ~np.isnan(x1[:, sparse])
     x_train = np.concatenate([x0[tr0], x1[tr1]])
     y_train = np.concatenate([np.zeros(len(tr0)), np.ones(len(tr1))])
     w_train = np.concatenate([w0[tr0] / w0[tr0].sum(), w1[tr1] / w1[tr1].sum()]) * len(x_train) / 2

@@ -116,7 +116,9 @@ def render_html(report: Report) -> str:
 
     # physicality
     checks = [k for k in m["reference"]["physicality"] if k != "n_events"]
-    prow = [[(esc(str(m["reference"]["label"])) + " (reference)", "")] +
+    ref_label = str(m["reference"]["label"])
+    ref_label = ref_label if "reference" in ref_label else f"{ref_label} (reference)"
+    prow = [[(esc(ref_label), "")] +
             [(_f(m["reference"]["physicality"][c]), "") for c in checks]]
     for label, d in m["samples"].items():
         prow.append([(esc(label), "")] + [(_f(d["physicality"].get(c)), "") for c in checks])

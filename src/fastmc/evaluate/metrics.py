@@ -24,7 +24,7 @@ Whole event (unweighted; events with unequal weights are treated as unit weight)
 both on :func:`event_features`, the observable vector standardised by the reference.
 
 Multiplicities: :func:`multiplicity_counts` and :func:`histogram_distances` on integer bins.
-Physicality: :func:`physicality`.
+Physicality: :func:`physicality` (defined in :mod:`fastmc.evaluate.physicality`).
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ import warnings
 import numpy as np
 
 from fastmc.evaluate.observables import MISSING_GROUPS, Observables, presence
-from fastmc.events import ETA, GROUP_OF_TYPE, PHI, PT, TYPE_NAMES, E, Events
-from fastmc.selection import passes_channel
+from fastmc.evaluate.physicality import ENERGY_RTOL, PHI_TOL, physicality
+from fastmc.events import TYPE_NAMES, Events
 
 __all__ = [
     "ENERGY_RTOL",
@@ -54,12 +54,6 @@ __all__ = [
     "w1_ks",
     "wasserstein1",
 ]
-
-#: Relative tolerance of the check E >= pT cosh(eta) (Dark Machines files print 6 digits).
-ENERGY_RTOL = 1e-4
-#: Absolute tolerance (radians) of the check phi in (-pi, pi] (float32 rounding of pi).
-PHI_TOL = 1e-6
-
 
 # ---------------------------------------------------------------------------- 1-D distances
 def _clean(x: np.ndarray, w: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -367,62 +361,3 @@ def kpd(
         vals.append(mmd_poly_unbiased(x[ix], y[iy]))
     lo, hi = np.percentile(vals, [16.0, 84.0])
     return float(np.median(vals)), float((hi - lo) / 2)
-
-
-# ---------------------------------------------------------------------------- physicality
-def physicality(events: Events, *, channel: str | None = None) -> dict[str, float]:
-    """Share of events that are physically valid, overall and per check.
-
-    Checks (an event is valid when it passes all of them):
-
-    - ``known_types``: every type code is 0..7 (0 = padding);
-    - ``finite``: all four-vectors, MET and METphi finite; E, pT, MET >= 0;
-    - ``energy``: every object has E >= pT cosh(eta) * (1 - ENERGY_RTOL), relative tolerance
-      ``ENERGY_RTOL`` = 1e-4 (6-digit rounding of the Dark Machines files);
-    - ``phi``: every object phi and METphi in (-pi, pi], with ``PHI_TOL`` = 1e-6 rad slack;
-    - ``order``: objects in Dark Machines order (jets, electrons, muons, photons; each group by
-      descending pT; padding only after the last object);
-    - ``selection`` (only when ``channel`` is given): passes
-      :func:`fastmc.selection.passes_channel`.
-
-    Returns ``{"n_events": N, "valid": share, "<check>": share, ...}`` (shares in [0, 1]; NaN
-    shares for an empty sample).
-    """
-    n = len(events)
-    t = events.types.astype(np.int64)
-    real = t != 0
-    p4 = events.p4.astype(np.float64)
-    known = ((t >= 0) & (t < len(TYPE_NAMES))).all(axis=1)
-    finite = np.isfinite(p4).all(axis=(1, 2)) & np.isfinite(events.met) & np.isfinite(events.met_phi)
-    with np.errstate(invalid="ignore"):
-        finite &= ((p4[..., E] >= 0) & (p4[..., PT] >= 0)).all(axis=1) & (events.met >= 0)
-        with np.errstate(over="ignore"):
-            need = p4[..., PT] * np.cosh(p4[..., ETA]) * (1 - ENERGY_RTOL)
-        energy = (~real | (p4[..., E] >= need)).all(axis=1)
-        phi_ok = lambda a: (a > -np.pi - PHI_TOL) & (a <= np.pi + PHI_TOL)  # noqa: E731
-        phi = (~real | phi_ok(p4[..., PHI])).all(axis=1) & phi_ok(events.met_phi.astype(np.float64))
-    # group rank along the slots; padding ranks last, so an object after padding is disorder
-    rank = np.where(real, GROUP_OF_TYPE[np.clip(t, 0, len(TYPE_NAMES) - 1)], 99)
-    pt = np.where(real, p4[..., PT], -np.inf)
-    if t.shape[1] > 1:
-        same = rank[:, 1:] == rank[:, :-1]
-        with np.errstate(invalid="ignore"):
-            ordered = (rank[:, 1:] >= rank[:, :-1]) & (~same | ~real[:, 1:] | (pt[:, 1:] <= pt[:, :-1]))
-        order = ordered.all(axis=1) & known
-    else:
-        order = known.copy()
-    checks: dict[str, np.ndarray] = {
-        "known_types": known,
-        "finite": finite,
-        "energy": energy,
-        "phi": phi,
-        "order": order,
-    }
-    if channel is not None:
-        checks["selection"] = passes_channel(events, channel) & finite
-    valid = np.logical_and.reduce(list(checks.values())) if n else np.zeros(0, bool)
-    share = (lambda m: float(m.mean())) if n else (lambda m: float("nan"))
-    out: dict[str, float] = {"n_events": float(n), "valid": share(valid)}
-    out.update({k: share(v) for k, v in checks.items()})
-    return out
-
