@@ -232,7 +232,8 @@ def _store(config: StudyConfig, name: str, files: list[str], out: Path, fresh: b
             log(f"re-preparing {target}: {exc}")
     split = {"val": 0.1, "test": 0.3, "seed": 0, **config.split}
     with progress(f"prepare {name}", None) as advance:
-        prepare(files, target, val=split["val"], test=split["test"], seed=split["seed"], progress=advance)
+        prepare(files, target, val=split["val"], test=split["test"], seed=split["seed"],
+                overwrite=True, progress=advance)
     return target
 
 

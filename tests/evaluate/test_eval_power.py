@@ -113,3 +113,16 @@ def test_five_percent_met_shift_flagged_on_large_sample():
     assert met5["w1/met"].significance > 5 and met5["ks/met"].significance > 3
     assert met5["w1/met"].ratio > 2 * same["w1/met"].ratio
     assert abs(met5["w1/jet1_pt"].significance) < 3
+
+
+def test_generator_without_leptons_is_flagged():
+    ref = synthetic_events(2000, seed=21)
+    gen = synthetic_events(1000, seed=22)
+    lep = gen.mask("e-", "e+", "m-", "m+")
+    no_lep = dataclasses.replace(gen, types=np.where(lep, 0, gen.types), p4=np.where(lep[..., None], 0, gen.p4))
+    res = compare_with_floors(make_sample(ref), {"nolep": make_sample(no_lep)},
+                              config=FloorConfig(repeats=4, whole_event=False), seed=0)
+    s = res["samples"]["nolep"]
+    assert s["ks/lep1_pt"].value == 1.0 and s["js/lep1_pt"].value == 1.0
+    assert s["ks/lep1_pt"].significance > 10 and s["mult_chi2/e-"].significance > 10
+    assert math.isnan(s["w1/lep1_pt"].value)  # W1 of an empty sample is undefined

@@ -19,15 +19,13 @@ def test_train_and_generate_flow(tiny_store: Path, tmp_path: Path, mode: str) ->
     from fastmc.io import read_events
 
     cfg = tmp_path / "flow.yaml"
-    cfg.write_text(
-        "model: flow\n"
-        f"model_config: {{mode: {mode}, hidden: 16, transforms: 1, bins: 4, max_jets: 6}}\n"
-    )
+    cfg.write_text("model_config: {hidden: 16, transforms: 1, bins: 4, max_jets: 6}\n")
     model_dir = tmp_path / "model"
     runner = CliRunner()
     res = runner.invoke(
         app,
-        ["train", str(tiny_store), "-o", str(model_dir), "--config", str(cfg), "--epochs", "2",
+        ["train", str(tiny_store), "-o", str(model_dir), "--config", str(cfg), "--model", "flow",
+         "--flow-mode", mode, "--epochs", "2",
          "--batch-size", "64", "--batches-per-epoch", "2", "--seed", "1"],
     )
     assert res.exit_code == 0, res.output
@@ -43,3 +41,11 @@ def test_train_and_generate_flow(tiny_store: Path, tmp_path: Path, mode: str) ->
     ev = read_events(out)
     assert len(ev) == 120
     assert (ev.p4[..., 0] >= ev.p4[..., 1] * np.cosh(ev.p4[..., 2]))[ev.types > 0].all()
+
+
+def test_flow_mode_flag_is_for_flows_only(tiny_store: Path, tmp_path: Path) -> None:
+    res = CliRunner().invoke(
+        app, ["train", str(tiny_store), "-o", str(tmp_path / "m"), "--flow-mode", "coupling"]
+    )
+    assert res.exit_code == 1
+    assert "--flow-mode does not apply" in res.output

@@ -121,6 +121,10 @@ def test_prior_errors(raw: RawBatch) -> None:
         model.sample(3, prior="nope")
     with pytest.raises(ValueError, match="nothing to fit"):
         model.fit_prior("normal", [raw])
+    with pytest.raises(ValueError, match="codes"):
+        model.fit_prior("gmm", [raw], components=2, codes="medians")
+    means = model.fit_prior("gmm", [raw], components=2, codes="mean")
+    assert means["codes"] == "mean"
 
 
 def test_fitted_prior_is_gaussian_mixture(raw: RawBatch) -> None:

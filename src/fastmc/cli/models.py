@@ -59,6 +59,12 @@ def train_cmd(
         None, "--alpha", help="alpha-VAE latent noise std (latent units) [default 0.2]."
     ),
     latent_dim: int | None = typer.Option(None, "--latent-dim", help="VAE latent size [default 80]."),
+    flow_mode: str | None = typer.Option(
+        None,
+        "--flow-mode",
+        help="flow only: autoregressive (best fidelity) or coupling (fast generation) "
+        "[default autoregressive].",
+    ),
     epochs: int | None = typer.Option(None, "--epochs", help="Maximum epochs [default 50]."),
     batch_size: int | None = typer.Option(
         None, "--batch-size", help="Events per batch [default 1000; theses 10000]."
@@ -112,6 +118,10 @@ def train_cmd(
             if "latent_dim" not in fields:
                 raise ValueError(f"--latent-dim does not apply to model {name!r}")
             model_cfg["latent_dim"] = latent_dim
+        if flow_mode is not None:
+            if "mode" not in fields:
+                raise ValueError(f"--flow-mode does not apply to model {name!r}")
+            model_cfg["mode"] = flow_mode
         train_cfg = dict(data.get("train") or {})
         flags = {
             "epochs": epochs,
@@ -178,6 +188,11 @@ def fit_prior_cmd(
         200_000, "--max-events", help="Training events whose latent codes are fitted, at most."
     ),
     max_iter: int = typer.Option(500, "--max-iter", help="EM iterations, at most."),
+    codes: str = typer.Option(
+        "posterior",
+        "--codes",
+        help="Fit on posterior draws z = mu + noise (posterior) or on encoder means (mean).",
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the initialisation."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP + " (gmm only)"),
     threads: int | None = _threads_option(),
@@ -213,6 +228,7 @@ def fit_prior_cmd(
                         seed=seed,
                         progress=advance,
                         max_iter=max_iter,
+                        codes=codes,
                     )
             for w in caught:
                 console.print(f"[yellow]warning:[/] {w.message}", highlight=False)

@@ -24,7 +24,7 @@ spread of *one* split while ``value`` and ``floor_mean`` are means over splits, 
 significance is conservative for the part of the noise that the splits average out; the
 generated sample's own fluctuation does not average out (every split sees the same
 generated events when ``n = N_gen``), so for a perfect generator each significance scatters
-with a standard deviation of about 1 at most.  With ~130 metrics the largest |significance|
+with a standard deviation of about 1 at most.  With ~120 metrics the largest |significance|
 of a perfect generator is typically 2-3 and rarely above 4; read 3-5 as "look at it" and
 > 5 as "different".  The price of the conservative scale is power: significances grow like
 sqrt(n), and a 5% MET shift needs n of several thousand events to pass 5 (tests/evaluate).
@@ -196,6 +196,10 @@ def _metrics(
         out[f"w1/{name}"] = w1 / ctx.std[i]
         out[f"ks/{name}"] = ks
         js, chi2 = M.histogram_distances(x, y, ctx.edges[i], wa, wb)
+        if np.isfinite(x).any() != np.isfinite(y).any():
+            # the object exists in one sample only: the distributions are disjoint
+            ks, js = 1.0, 1.0
+            out[f"ks/{name}"] = ks
         out[f"js/{name}"] = js
         out[f"chi2/{name}"] = chi2
     for j, tname in enumerate(TYPE_NAMES[1:]):

@@ -1,7 +1,8 @@
 """Thesis-style plots of reference vs generated events (matplotlib Agg, mplhep ATLAS style).
 
 Every function writes one PNG (atomically) and returns its path.  matplotlib and mplhep are
-imported lazily (``fastmc[plot]``); the Agg backend is used so that no display is needed.
+imported lazily (``fastmc[plot]``); figures are bare ``matplotlib.figure.Figure`` objects drawn
+by Agg, so no display is needed and pyplot's state and backend are left alone.
 
 Conventions: histograms are **normalised to unit area** (each bin shows the fraction of the
 events where the observable exists); values outside the bin range are counted in the first
@@ -30,21 +31,32 @@ __all__ = ["plot_eta_pt", "plot_multiplicities", "plot_observable", "plot_phi_ho
 _COLORS = ("#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2")
 
 
+class _Figures:
+    """``subplots``/``close`` like pyplot, but on bare :class:`matplotlib.figure.Figure`
+    objects: no pyplot state and no change of the user's backend (PNG is drawn by Agg)."""
+
+    def subplots(self, *args: Any, figsize: tuple[float, float], **kwargs: Any) -> tuple[Any, Any]:
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=figsize)
+        return fig, fig.subplots(*args, **kwargs)
+
+    def close(self, fig: Any) -> None:
+        fig.clear()
+
+
 @contextlib.contextmanager
-def _pyplot() -> Iterator[Any]:
+def _pyplot() -> Iterator[_Figures]:
     mpl = require("matplotlib", "plot")
     hep = require("mplhep", "plot")
-    mpl.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    with warnings.catch_warnings(), plt.style.context(hep.style.ATLAS):
+    with warnings.catch_warnings(), mpl.style.context(hep.style.ATLAS):
         # fonts of the ATLAS style may be absent: matplotlib then falls back silently
         warnings.filterwarnings("ignore", message=".*[Ff]ont.*")
         warnings.filterwarnings("ignore", message=".*[Gg]lyph.*")
-        yield plt
+        yield _Figures()
 
 
-def _save(fig: Any, plt: Any, path: Path) -> Path:
+def _save(fig: Any, plt: _Figures, path: Path) -> Path:
     path = Path(path)
     for ax in fig.axes:
         ax.minorticks_off()  # the style's minor ticks cost ~40% of the drawing time

@@ -116,6 +116,40 @@ class FlowConfig:
         )
 
 
+def _coupling_flow(features: int, context: int, config: FlowConfig) -> nn.Module:
+    """A two-pass (coupling) spline flow whose halves differ from transform to transform.
+
+    zuko's ``NSF(passes=2)`` alternates one ordering and its reverse, so the same two halves
+    of the features are split in every transform and features inside one half never condition
+    on each other.  Here transform i uses a fixed pseudo-random permutation (seed i), so every
+    pair of features lands in different halves in some transform.
+    """
+    from functools import partial
+
+    import numpy as np
+    from zuko.distributions import DiagNormal
+    from zuko.flows import Flow, UnconditionalDistribution
+    from zuko.flows.autoregressive import MaskedAutoregressiveTransform
+    from zuko.transforms import MonotonicRQSTransform
+
+    transforms = [
+        MaskedAutoregressiveTransform(
+            features=features,
+            context=context,
+            passes=2,
+            order=torch.as_tensor(np.random.default_rng(i).permutation(features)),
+            univariate=partial(MonotonicRQSTransform, slope=1e-3),
+            shapes=[(config.bins,), (config.bins,), (config.bins - 1,)],
+            hidden_features=[config.hidden] * config.layers,
+        )
+        for i in range(config.transforms)
+    ]
+    base = UnconditionalDistribution(
+        DiagNormal, loc=torch.zeros(features), scale=torch.ones(features), buffer=True
+    )
+    return Flow(transforms, base)
+
+
 class FlowModel(GenerativeModel):
     """Pattern sampler + conditional spline flow over physics-aware slot parameters.
 
@@ -132,14 +166,16 @@ class FlowModel(GenerativeModel):
         s, d = self.layout.n_slots, self.layout.dim
         self.context_dim = 2 * s + 7 + config.embedding
         self.embed = nn.Embedding(config.max_patterns, config.embedding)
-        self.flow = zuko.flows.NSF(
-            features=d,
-            context=self.context_dim,
-            transforms=config.transforms,
-            bins=config.bins,
-            hidden_features=[config.hidden] * config.layers,
-            passes=None if config.mode == "autoregressive" else 2,
-        )
+        if config.mode == "autoregressive":
+            self.flow = zuko.flows.NSF(
+                features=d,
+                context=self.context_dim,
+                transforms=config.transforms,
+                bins=config.bins,
+                hidden_features=[config.hidden] * config.layers,
+            )
+        else:
+            self.flow = _coupling_flow(d, self.context_dim, config)
         self.register_buffer("x_mean", torch.zeros(d))
         self.register_buffer("x_std", torch.ones(d))
         self.register_buffer("pt_threshold", torch.full((4,), 10.0, dtype=torch.float64))

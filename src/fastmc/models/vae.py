@@ -340,8 +340,20 @@ class VAE(GenerativeModel):
         *,
         process: str | None = None,
         max_events: int = 200_000,
+        codes: str = "posterior",
+        seed: int = 0,
     ) -> torch.Tensor:
-        """Encoder means [N, latent] of up to ``max_events`` events of ``process``."""
+        """Latent codes [N, latent] of up to ``max_events`` events of ``process``.
+
+        ``codes="posterior"`` (default): z drawn from the variator, z = mu + noise (beta: the
+        posterior's sigma, alpha: alpha), i.e. the aggregate posterior the decoder was trained
+        on; ``codes="mean"``: the encoder means mu alone.  Decoding mu alone gives events
+        unlike the training sample when the posterior is wide (the decoder is nonlinear), so
+        mixture priors are fitted on posterior draws by default.
+        """
+        if codes not in ("posterior", "mean"):
+            raise ValueError(f"codes must be 'posterior' or 'mean', got {codes!r}")
+        gen = torch.Generator(device=self.device).manual_seed(seed)
         was_training = self.training
         self.eval()
         idx = self.process_index(process)
@@ -354,8 +366,9 @@ class VAE(GenerativeModel):
                     raw = RawBatch(**{f.name: getattr(raw, f.name)[keep] for f in dataclasses.fields(raw)})
                 if not len(raw):
                     continue
-                mu, _ = self.encode(raw)
-                out.append(mu[: max_events - have])
+                mu, logvar = self.encode(raw)
+                z = mu if codes == "mean" else self.noisy_latent(mu, logvar, gen)
+                out.append(z[: max_events - have])
                 have += out[-1].shape[0]
                 if have >= max_events:
                     break
@@ -377,17 +390,19 @@ class VAE(GenerativeModel):
         progress: Callable[[int], None] | None = None,
         **options: Any,
     ) -> dict[str, Any]:
-        """Fit a ``"bgmm"`` or ``"gmm"`` prior on encoder means of ``process`` events.
+        """Fit a ``"bgmm"`` or ``"gmm"`` prior on latent codes of ``process`` events.
 
         ``options`` go to :func:`fastmc.models.priors.fit_bgmm` / :func:`fit_gmm`
-        (``max_iter``, ``tol``, ``reg_covar``, ...).  Returns the fit report.
+        (``max_iter``, ``tol``, ``reg_covar``, ...), except ``codes`` ("posterior" or "mean",
+        see :meth:`latent_codes`).  Returns the fit report.
         """
         from fastmc.models import priors
 
         if kind not in ("bgmm", "gmm"):
             raise ValueError(f"prior {kind!r} has nothing to fit; fit 'bgmm' or 'gmm'")
         name = self.processes[self.process_index(process)]
-        z = self.latent_codes(batches, process=name, max_events=max_events)
+        codes = options.pop("codes", "posterior")
+        z = self.latent_codes(batches, process=name, max_events=max_events, codes=codes, seed=seed)
         if kind == "bgmm":
             fitted = priors.fit_bgmm(z, components=components, seed=seed, progress=progress, **options)
         else:
@@ -395,6 +410,7 @@ class VAE(GenerativeModel):
                 z, components=components, seed=seed, progress=progress, device=z.device, **options
             )
         fitted.report["process"] = name
+        fitted.report["codes"] = codes
         self.priors[(kind, name)] = fitted.to("cpu")
         return fitted.report
 
