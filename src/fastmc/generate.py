@@ -108,7 +108,9 @@ def generate_events(
 ) -> Iterator[Events]:
     """Yield batches of generated Events (GeV) until ``n`` are produced (see module doc).
 
-    ``stats`` (a dict the caller passes) receives ``attempted``, ``accepted`` and ``shards``.
+    ``stats`` (a dict the caller passes) receives ``attempted`` (events generated),
+    ``passed`` (of those, passing ``channel``; the surplus of the last batch included),
+    ``accepted`` (yielded) and ``shards``.
     Raises ValueError if a channel keeps less than ``min_acceptance`` of the events after the
     first 10 batches.
     """
@@ -136,7 +138,7 @@ def generate_events(
     truth_iter = _truth_stream(truth_events, batch_size, k) if prior == "truth" else None
     truth_buf: Events | None = None
     stats = stats if stats is not None else {}
-    accepted = attempted = 0
+    accepted = attempted = passed = 0
     shard = -1
     gen: torch.Generator | None = None
     while accepted < n:
@@ -160,17 +162,20 @@ def generate_events(
             from fastmc.selection import passes_channel
 
             keep = passes_channel(events, channel)
+            passed += int(keep.sum())
             events = events[keep][: n - accepted]
-            if attempted >= 10 * batch_size and (accepted + len(events)) < min_acceptance * attempted:
+            if attempted >= 10 * batch_size and passed < min_acceptance * attempted:
                 raise ValueError(
-                    f"only {accepted + len(events)} of {attempted} generated events pass "
+                    f"only {passed} of {attempted} generated events pass "
                     f"{channel}; the model does not produce this selection. Train longer or "
                     "generate without --channel."
                 )
             events.event_id[:] = np.arange(accepted, accepted + len(events))
+        else:
+            passed += len(events)
         events.weight[:] = weight
         accepted += len(events)
-        stats.update(attempted=attempted, accepted=accepted, shards=shard + 1)
+        stats.update(attempted=attempted, accepted=accepted, passed=passed, shards=shard + 1)
         if len(events):
             yield events
 
@@ -247,7 +252,7 @@ def generate(
         path=str(out_path),
         n=int(n),
         attempted=attempted,
-        rejected_share=(attempted - n) / attempted if attempted else 0.0,
+        rejected_share=1.0 - stats.get("passed", 0) / attempted if attempted else 0.0,
         seconds=seconds,
         events_per_s=n / seconds if seconds > 0 else math.inf,
         prior=prior,

@@ -480,7 +480,8 @@ def train_from_store(
         store.process_index(config.process)  # ValueError for an unknown process
     torch.manual_seed(config.seed)
     model = build_model(model_name, dict(model_config or {}), processes=processes)
-    model.info = {"processes": _process_info(store, processes)}
+    saved_info = dict(desc.get("info") or {}) if resume else {}
+    model.info = {**saved_info, "processes": _process_info(store, processes)}
 
     def events(split: str) -> list[Any]:
         evs = [store.events(split, p) for p in processes]

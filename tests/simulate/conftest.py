@@ -5,9 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("pythia8mc")
-pytest.importorskip("fastjet")
-
 
 @pytest.fixture(scope="session")
 def ttbar_small():

@@ -38,6 +38,8 @@ def test_errors(args, message, tmp_path):
 
 
 def test_jobs2_is_deterministic_and_readable(tmp_path):
+    pytest.importorskip("pythia8mc")
+    pytest.importorskip("fastjet")
     from fastmc.io import read_events
 
     paths = [tmp_path / "a.csv", tmp_path / "b.csv"]

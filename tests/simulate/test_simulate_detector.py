@@ -10,6 +10,8 @@ import pytest
 from fastmc.events import TYPE_CODES
 
 pytestmark = pytest.mark.simulate
+pytest.importorskip("pythia8mc")
+pytest.importorskip("fastjet")
 
 ak = pytest.importorskip("awkward")
 

@@ -8,6 +8,8 @@ import pytest
 from fastmc.events import Events
 
 pytestmark = pytest.mark.simulate
+pytest.importorskip("pythia8mc")
+pytest.importorskip("fastjet")
 
 
 def _run(process, n, **kw):

@@ -9,6 +9,8 @@ from fastmc.events import ETA, PT, Events
 from fastmc.selection import passes_channel, passes_storage
 
 pytestmark = pytest.mark.simulate
+pytest.importorskip("pythia8mc")
+pytest.importorskip("fastjet")
 
 
 def _run(process, n, **kw):
@@ -82,13 +84,28 @@ def test_channel_selection_and_pthat_default():
     assert ev.meta["channel"] == "chan3"
 
 
-def test_signal_and_zprime_run():
+def test_signal_and_zprime_run(tmp_path):
+    from fastmc.io import read_events
+    from fastmc.simulate import simulate_to_file
+
     stop = _run("stop_02", 10, seed=3, batch_size=20)
     assert stop.meta["params"] == {"m_stop": 800.0, "m_neutralino": 100.0}
     assert stop.met.mean() > 100  # two neutralinos
-    zp = _run("Zp_02", 10, seed=3, batch_size=20, params={"m_zp": 1500})
+    meta = simulate_to_file(
+        tmp_path / "zp.parquet", "Zp_02", 10, seed=3, batch_size=20, params={"m_zp": 1500}
+    )
+    zp = read_events(tmp_path / "zp.parquet")
+    assert zp.meta["process"] == "Zp_02" and zp.meta["sigma_fb"] == meta["sigma_fb"]
+    np.testing.assert_allclose(zp.weight, meta["weight"])
     leptons = zp.mask("e-", "e+", "m-", "m+").sum(axis=1)
     assert (leptons >= 1).mean() > 0.7
+    # two leading opposite-sign leptons near the 1500 GeV Z' mass
+    c = zp.cartesian()
+    lead = np.argsort(~zp.mask("e-", "e+", "m-", "m+"), axis=1, kind="stable")[:, :2]
+    two = (leptons >= 2)
+    p = np.take_along_axis(c, lead[..., None], axis=1).sum(axis=1)[two]
+    mll = np.sqrt(np.clip(p[:, 0] ** 2 - (p[:, 1:] ** 2).sum(axis=1), 0, None))
+    assert two.sum() >= 4 and np.median(mll) == pytest.approx(1500, rel=0.1)
 
 
 def test_bad_arguments():

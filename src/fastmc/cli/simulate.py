@@ -38,6 +38,7 @@ def _sigterm_exits():
 
 
 def _catalogue_table():
+    from rich.markup import escape
     from rich.table import Table
 
     from fastmc.simulate.processes import CATALOGUE, UNSUPPORTED
@@ -53,12 +54,13 @@ def _catalogue_table():
         )
         if chans:
             params += f" [{chans}]"
-        table.add_row(p.name, p.description, params, p.generator_cuts, p.decays)
+        table.add_row(*(escape(x) for x in (p.name, p.description, params, p.generator_cuts,
+                                             p.decays)))
     missing = Table(title="Dark Machines IDs fastmc cannot make")
     missing.add_column("process")
     missing.add_column("why", overflow="fold")
     for name, why in UNSUPPORTED.items():
-        missing.add_row(name, why)
+        missing.add_row(escape(name), escape(why))
     return table, missing
 
 

@@ -150,6 +150,31 @@ def _coupling_flow(features: int, context: int, config: FlowConfig) -> nn.Module
     return Flow(transforms, base)
 
 
+def _fast_autoregressive_inverse(flow: nn.Module, context: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """x from base noise ``z`` [B, D] for a fully autoregressive zuko flow, one dimension at a
+    time: per step, the hidden layers of each transform's network run once and only the output
+    rows (spline parameters) of the dimension being inverted are computed.  Same result as
+    ``flow(context).transform.inv(z)`` (zuko recomputes every dimension's spline in each of
+    its D passes), several times faster.
+    """
+    from zuko.utils import unpack
+
+    x = z
+    for mt in reversed(list(flow.transform.transforms)):
+        y, out = x, torch.zeros_like(x)
+        layers = list(mt.hyper)
+        hidden, last = nn.Sequential(*layers[:-1]), layers[-1]
+        weight, bias = last.mask * last.weight, last.bias
+        steps = torch.argsort(mt.order).tolist()  # features in the order they are computed
+        for f in steps:
+            h = hidden(torch.cat([out, context], dim=-1))
+            rows = slice(f * mt.total, (f + 1) * mt.total)
+            phi = unpack(nn.functional.linear(h, weight[rows], bias[rows]), mt.shapes)
+            out[:, f] = mt.univariate(*phi).inv(y[:, f])
+        x = out
+    return x
+
+
 class FlowModel(GenerativeModel):
     """Pattern sampler + conditional spline flow over physics-aware slot parameters.
 
@@ -333,7 +358,7 @@ class FlowModel(GenerativeModel):
             ctx = self.context(slot_types, index)
             z = torch.randn(n, self.layout.dim, generator=generator, device=dev)
             phi_ref = math.pi - 2 * math.pi * torch.rand(n, generator=generator, device=dev, dtype=torch.float64)
-            x = self.flow(ctx).transform.inv(z) if n else z
+            x = self._inverse(ctx, z) if n else z
             x = x * self.x_std + self.x_mean
             raw, repair = self.parameterisation.decode(
                 x, slot_types, phi_ref, max_objects=self.config.max_objects
@@ -343,6 +368,12 @@ class FlowModel(GenerativeModel):
             return raw
         finally:
             self.train(was_training)
+
+    def _inverse(self, context: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Flow inverse: standardised parameters [B, D] from base noise ``z`` [B, D]."""
+        if self.config.mode == "autoregressive":
+            return _fast_autoregressive_inverse(self.flow, context, z)
+        return self.flow(context).transform.inv(z)
 
     def core_runner(
         self, batch_size: int, *, device: torch.device | str = "cpu"
@@ -357,7 +388,7 @@ class FlowModel(GenerativeModel):
 
         def run() -> int:
             with torch.no_grad():
-                self.flow(ctx).transform.inv(z)
+                self._inverse(ctx, z)
             return batch_size
 
         return run

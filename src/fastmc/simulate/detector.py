@@ -56,6 +56,33 @@ class DetectorOutput:
     jets: dict[str, np.ndarray]
 
 
+_BANNER_DONE = False
+
+
+def _silence_fastjet_banner() -> None:
+    """FastJet prints a banner to stdout on first use; print it once into /dev/null."""
+    global _BANNER_DONE
+    if _BANNER_DONE:
+        return
+    _BANNER_DONE = True
+    import os
+    import sys
+
+    try:
+        from fastjet import _swig
+    except ImportError:  # pragma: no cover - other fastjet builds
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            _swig.ClusterSequence.print_banner()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _resolution(rows, e: np.ndarray, aeta: np.ndarray, noise: bool = False) -> np.ndarray:
     """sigma(E) (GeV) from resolution rows (eta_max, c, s, n); 0 beyond the last row."""
     sigma = np.zeros_like(e)
@@ -124,6 +151,7 @@ def detector_response(
     """
     ak = require("awkward", "core")
     fastjet = require("fastjet", "simulate")
+    _silence_fastjet_banner()
     card = card or DetectorCard()
     prt = batch["prt"]
     n = len(prt)

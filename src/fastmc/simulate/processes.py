@@ -311,19 +311,23 @@ def _zprime(name: str, m_zp: float, decay: str) -> Process:
         "invisible": "neutrinos (invisible; a mono-jet stand-in for Z' -> dark matter)",
         "leptons": "e+e- or mu+mu-",
     }
+    def settings(p: Mapping[str, ParamValue]) -> list[str]:
+        mhat = p["mhat_min"] if p["mhat_min"] > 0 else p["m_zp"] / 2
+        return [
+            "NewGaugeBoson:ffbar2gmZZprime = on",
+            "Zprime:gmZmode = 3",
+            f"32:m0 = {p['m_zp']:g}",
+            "32:onMode = off",
+            f"32:onIfAny = {modes[decay]}",
+            f"PhaseSpace:mHatMin = {mhat:g}",
+        ]
+
     return Process(
         name=name,
         description=f"Z' (NewGaugeBoson, SM-like couplings), m_zp={m_zp:g} GeV -> {decay}",
-        settings=_fixed(
-            "NewGaugeBoson:ffbar2gmZZprime = on",
-            "Zprime:gmZmode = 3",
-            "32:m0 = {m_zp:g}",
-            "32:onMode = off",
-            f"32:onIfAny = {modes[decay]}",
-            "PhaseSpace:mHatMin = {mhat_min:g}",
-        ),
-        params={"m_zp": m_zp, "mhat_min": m_zp / 2},
-        generator_cuts="Z' only (gmZmode = 3), m-hat > mhat_min (default m_zp / 2)",
+        settings=settings,
+        params={"m_zp": m_zp, "mhat_min": 0.0},
+        generator_cuts="Z' only (gmZmode = 3), m-hat > mhat_min (0 means m_zp / 2)",
         decays=f"Z' -> {what[decay]}",
     )
 
