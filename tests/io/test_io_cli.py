@@ -134,3 +134,17 @@ def test_help_states_units_and_defaults() -> None:
         assert result.exit_code == 0
         text = flat(result.output)
         assert "GeV" in text and "default" in text
+
+
+def test_atomic_output_gets_ordinary_permissions(tmp_path):
+    import os
+
+    from fastmc.io.atomic import atomic_path
+
+    umask = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "x.txt") as tmp:
+            tmp.write_text("hi")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "x.txt").stat().st_mode & 0o777 == 0o644

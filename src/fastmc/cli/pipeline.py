@@ -48,8 +48,10 @@ def _run(config: Any, fresh: bool, title: str) -> None:
 
     t0 = time.perf_counter()
 
+    units = {"train": "batches", "fit": "iterations", "evaluate": "steps", "prepare": "events"}
+
     def progress(desc: str, total: float | None):
-        return progress_bar(desc, total)
+        return progress_bar(desc, total, unit=units.get(desc.split()[0], "events"))
 
     def log(msg: str) -> None:
         console.print(f"[dim]{msg}[/]", highlight=False)
