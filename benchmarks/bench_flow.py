@@ -62,7 +62,7 @@ def main() -> None:
             ctx = model.context(st, idx)
             z = torch.randn(b, dim, generator=gen)
             t0 = time.perf_counter()
-            x = model.flow(ctx).transform.inv(z) * model.x_std + model.x_mean
+            x = model._inverse(ctx, z) * model.x_std + model.x_mean
             t1 = time.perf_counter()
             phi = math.pi - 2 * math.pi * torch.rand(b, generator=gen, dtype=torch.float64)
             model.parameterisation.decode(x, st, phi, max_objects=model.config.max_objects)

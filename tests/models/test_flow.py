@@ -159,3 +159,16 @@ def test_mirror_augmentation_is_the_symmetry_of_the_parameters(
     expect = torch.where(cols, -a["x"], a["x"])
     np.testing.assert_allclose(b["x"].numpy(), expect.numpy(), atol=1e-4)
     assert cols.sum() == 2 * model.layout.n_slots + 1
+
+
+def test_fast_inverse_equals_zuko_inverse(model: FlowModel) -> None:
+    gen = torch.Generator().manual_seed(4)
+    index = model.patterns.sample(64, generator=gen)
+    ctx = model.context(model._slot_types(index), index)
+    z = torch.randn(64, model.layout.dim, generator=gen)
+    with torch.no_grad():
+        ours = model._inverse(ctx, z)
+        theirs = model.flow(ctx).transform.inv(z)
+        back = model.flow(ctx).transform(ours)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(back, z, rtol=1e-4, atol=1e-4)

@@ -24,7 +24,8 @@ pi (1 + 1e-4)`` keeps the map finite at +-pi.
 By construction every decoded event has: pT above the group threshold and in descending order
 inside each group, ``|eta| < eta_max_g``, phi in (-pi, pi], ``E > pT cosh(eta)``, MET > 0.
 Jets closer than ``jet_radius`` in (eta, phi) are not produced: the decoder moves a later
-(softer) jet that falls inside the radius of an earlier one radially out to the radius.  That
+(softer) jet that falls inside the radius of an earlier one radially out to the radius
+(:func:`fastmc.data.separation.separate_jets`).  That
 step is the identity on every event whose jets are already separated (all training events,
 since ``jet_radius`` is fitted below their smallest separation), so the round trip
 events -> parameters -> events is exact; for generated events it replaces rejection.
@@ -44,6 +45,7 @@ import numpy as np
 import torch
 
 from fastmc.data.batch import RawBatch
+from fastmc.data.separation import separate_jets, wrap_angle
 from fastmc.events import GROUP_OF_TYPE
 
 __all__ = [
@@ -67,10 +69,7 @@ _GROUP_RANK = torch.tensor([99, 0, 0, 1, 1, 2, 2, 3])
 _GROUP_OF_TYPE = torch.as_tensor(GROUP_OF_TYPE.astype(np.int64))
 
 
-def _wrap(phi: torch.Tensor) -> torch.Tensor:
-    """Angles (radians, any shape) wrapped into (-pi, pi]."""
-    out = torch.remainder(phi + math.pi, 2 * math.pi) - math.pi
-    return torch.where(out <= -math.pi, out + 2 * math.pi, out)
+_wrap = wrap_angle
 
 
 def sort_dark_machines(types: torch.Tensor, p4: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -302,7 +301,9 @@ class Parameterisation:
         is_first = torch.zeros_like(present)
         is_first[torch.arange(b, device=dev), first_slot] = True
         phi = torch.where(is_first, phi_ref.double()[:, None].expand_as(phi), phi)
-        phi, moved, close = self._separate_jets(eta, phi, present)
+        phi, moved, close = separate_jets(
+            eta, phi, present, n_jets=lay.jets, radius=self.jet_radius, eta_max=self.eta_max[0]
+        )
         phi = phi.float().clamp(-_PI32_BELOW, _PI32_BELOW)
         ratio_m = sx[..., 3].clamp(max=30.0).exp()
         e64 = pt.double() * torch.cosh(eta.double()) * (1.0 + ratio_m)
@@ -324,93 +325,6 @@ class Parameterisation:
             process=torch.zeros(b, dtype=torch.long, device=dev),
         )
         return raw, {"jets_moved": moved, "jet_pairs_still_close": close}
-
-    def _close_pairs(self, eta: torch.Tensor, phi: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-        """bool [B, J, J]: pairs (k, i), i < k, of present jets closer than ``jet_radius``."""
-        nj = self.layout.jets
-        eta, phi = eta[:, :nj].double(), phi[:, :nj].double()
-        de = eta[:, :, None] - eta[:, None, :]
-        dp = _wrap(phi[:, :, None] - phi[:, None, :])
-        close = de * de + dp * dp < self.jet_radius**2
-        both = present[:, :nj, None] & present[:, None, :nj]
-        lower = torch.ones(nj, nj, dtype=torch.bool, device=eta.device).tril(-1)
-        return close & both & lower
-
-    @staticmethod
-    def _grid(emax: float, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """A fixed (eta, phi) grid [1, 81 * 128] of candidate jet positions."""
-        ge = torch.linspace(-emax, emax, 81, dtype=torch.float64, device=dev)
-        gp = torch.linspace(-math.pi, math.pi, 129, dtype=torch.float64, device=dev)[1:]
-        gge, ggp = torch.meshgrid(ge, gp, indexing="ij")
-        return gge.reshape(1, -1), ggp.reshape(1, -1)
-
-    def _separate_jets(
-        self, eta: torch.Tensor, phi: torch.Tensor, present: torch.Tensor
-    ) -> tuple[torch.Tensor, int, int]:
-        """Place every jet at least ``jet_radius`` from all harder jets, in pT order.
-
-        ``eta`` float32 [B, S] (modified in place), ``phi`` float64 [B, S].  Jet k closer than
-        the radius to a harder jet moves to the nearest free candidate: the radial pushes of
-        its position out of each harder jet's radius, else the nearest free point of a fixed
-        (eta, phi) grid.  Returns the new phi, the number of jets moved and the number of jet
-        pairs still closer than the radius (0 unless a region is completely full).  The
-        identity when every pair of jets is already at least ``jet_radius`` apart.
-        """
-        nj = self.layout.jets
-        r = self.jet_radius
-        if nj < 2 or r <= 0 or not bool(self._close_pairs(eta, phi, present).any()):
-            return phi, 0, 0
-        target = r * (1.0 + 1e-4)
-        emax = self.eta_max[0] * ETA_CLAMP
-        dev = phi.device
-        eta64 = eta.double()
-        moved = 0
-
-        def free(ce: torch.Tensor, cp: torch.Tensor, rows: torch.Tensor, k: int) -> torch.Tensor:
-            # candidates [b, c]; True where at least target*(1-1e-5) from every harder jet
-            de = ce[:, :, None] - eta64[rows, None, :k]
-            dp = _wrap(cp[:, :, None] - phi[rows, None, :k])
-            ok = (de * de + dp * dp >= (r * (1 + 5e-5)) ** 2) | ~present[rows, None, :k]
-            return ok.all(dim=2)
-
-        for k in range(1, nj):
-            de = eta64[:, k : k + 1] - eta64[:, :k]
-            dp = _wrap(phi[:, k : k + 1] - phi[:, :k])
-            close = (de * de + dp * dp < r * r) & present[:, :k] & present[:, k : k + 1]
-            rows = close.any(dim=1).nonzero()[:, 0]
-            if not len(rows):
-                continue
-            moved += len(rows)
-            pe, pp = eta64[rows, k], phi[rows, k]
-            de, dp = de[rows], dp[rows]
-            dr = torch.sqrt(de * de + dp * dp)
-            unit_e = torch.where(dr > 1e-12, de / dr.clamp_min(1e-12), torch.zeros_like(de))
-            unit_p = torch.where(dr > 1e-12, dp / dr.clamp_min(1e-12), torch.ones_like(dp))
-            ce = (eta64[rows, :k] + target * unit_e).clamp(-emax, emax)
-            cp = _wrap(phi[rows, :k] + target * unit_p)
-            ok = free(ce, cp, rows, k) & present[rows, :k]
-            dist = (ce - pe[:, None]) ** 2 + _wrap(cp - pp[:, None]) ** 2
-            dist = torch.where(ok, dist, torch.full_like(dist, math.inf))
-            best = dist.argmin(dim=1)
-            found = ok.any(dim=1)
-            new_e = torch.where(found, ce.gather(1, best[:, None])[:, 0], pe)
-            new_p = torch.where(found, cp.gather(1, best[:, None])[:, 0], pp)
-            stuck = (~found).nonzero()[:, 0]
-            for chunk in stuck.split(64):  # rare: search a fixed grid for the nearest free point
-                ge, gp = self._grid(emax, dev)
-                sub = rows[chunk]
-                gok = free(ge.expand(len(sub), -1), gp.expand(len(sub), -1), sub, k)
-                gd = (ge - pe[chunk, None]) ** 2 + _wrap(gp - pp[chunk, None]) ** 2
-                gd = torch.where(gok, gd, torch.full_like(gd, math.inf))
-                gbest = gd.argmin(dim=1)
-                gfound = gok.any(dim=1)
-                new_e[chunk] = torch.where(gfound, ge[0, gbest], pe[chunk])
-                new_p[chunk] = torch.where(gfound, gp[0, gbest], pp[chunk])
-            eta64[rows, k] = new_e
-            phi[rows, k] = new_p
-        eta.copy_(eta64.float())
-        left = int(self._close_pairs(eta, phi.float(), present).sum())
-        return phi, moved, left
 
 
 def fit_parameterisation(
