@@ -14,7 +14,7 @@ from fastmc.cli._app import app, console, errors_as_exit, fail, progress_bar
 
 DEVICE_HELP = "auto (CUDA if available), cpu or cuda."
 THREADS_HELP = (
-    "CPU threads of torch [default: torch's choice]; 1 is much faster for small batches "
+    "CPU threads of torch (default: torch's choice); 1 is much faster for small batches "
     "when other jobs share the cores."
 )
 
@@ -54,36 +54,36 @@ def train_cmd(
     model: str | None = typer.Option(
         None, "--model", help="Generator: beta-vae (default), alpha-vae, or another registered one."
     ),
-    beta: float | None = typer.Option(None, "--beta", help="beta-VAE KL weight [default 0.001]."),
+    beta: float | None = typer.Option(None, "--beta", help="beta-VAE KL weight (default 0.001)."),
     alpha: float | None = typer.Option(
-        None, "--alpha", help="alpha-VAE latent noise std (latent units) [default 0.2]."
+        None, "--alpha", help="alpha-VAE latent noise std (latent units) (default 0.2)."
     ),
-    latent_dim: int | None = typer.Option(None, "--latent-dim", help="VAE latent size [default 80]."),
+    latent_dim: int | None = typer.Option(None, "--latent-dim", help="VAE latent size (default 80)."),
     flow_mode: str | None = typer.Option(
         None,
         "--flow-mode",
         help="flow only: autoregressive (best fidelity) or coupling (fast generation) "
-        "[default autoregressive].",
+        "(default autoregressive).",
     ),
-    epochs: int | None = typer.Option(None, "--epochs", help="Maximum epochs [default 50]."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Maximum epochs (default 50)."),
     batch_size: int | None = typer.Option(
-        None, "--batch-size", help="Events per batch [default 1000; theses 10000]."
+        None, "--batch-size", help="Events per batch (default 1000; theses 10000)."
     ),
     batches_per_epoch: int | None = typer.Option(
-        None, "--batches-per-epoch", help="Batches per epoch [default 100; theses 1000]."
+        None, "--batches-per-epoch", help="Batches per epoch (default 100; theses 1000)."
     ),
-    lr: float | None = typer.Option(None, "--lr", help="Adam learning rate [default 0.001]."),
+    lr: float | None = typer.Option(None, "--lr", help="Adam learning rate (default 0.001)."),
     patience: int | None = typer.Option(
-        None, "--patience", help="Early stopping: epochs without a better val loss [default 10; 0 off]."
+        None, "--patience", help="Early stopping: epochs without a better val loss (default 10; 0 off)."
     ),
     max_minutes: float | None = typer.Option(
         None, "--max-minutes", help="Stop after the epoch that passes this wall time (minutes)."
     ),
-    device: str | None = typer.Option(None, "--device", help=DEVICE_HELP + " [default auto]"),
+    device: str | None = typer.Option(None, "--device", help=DEVICE_HELP + " (default auto)"),
     threads: int | None = _threads_option(),
-    seed: int | None = typer.Option(None, "--seed", help="Seed of weights, batches, noise [default 0]."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of weights, batches, noise (default 0)."),
     process: str | None = typer.Option(
-        None, "--process", help="Train on this process of the store only [default: all]."
+        None, "--process", help="Train on this process of the store only (default: all)."
     ),
     config: Path | None = typer.Option(
         None,
@@ -179,10 +179,10 @@ def fit_prior_cmd(
     ),
     components: int = typer.Option(100, "--components", help="Mixture components."),
     store: Path | None = typer.Option(
-        None, "--store", help="Event store with the training events [default: the one trained on]."
+        None, "--store", help="Event store with the training events (default: the one trained on)."
     ),
     process: str | None = typer.Option(
-        None, "--process", help="Process to fit the prior for [default: every process of the model]."
+        None, "--process", help="Process to fit the prior for (default: every process of the model)."
     ),
     max_events: int = typer.Option(
         200_000, "--max-events", help="Training events whose latent codes are fitted, at most."
@@ -262,7 +262,7 @@ def generate_cmd(
     truth_events: Path | None = typer.Option(
         None, "--truth-events", help="Input events for --prior truth (encoded, then noised)."
     ),
-    process: str | None = typer.Option(None, "--process", help="Process [default: the model's first]."),
+    process: str | None = typer.Option(None, "--process", help="Process (default: the model's first)."),
     batch_size: int = typer.Option(10_000, "--batch-size", help="Events per batch."),
     seed: int = typer.Option(0, "--seed", help="Seed; the same seed gives the same events."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
@@ -302,7 +302,7 @@ def generate_cmd(
 def bench_cmd(
     model_dir: Path = typer.Argument(..., help="Model directory from `fastmc train`."),
     prior: str = typer.Option("normal", "--prior", help="Latent prior used for generation."),
-    process: str | None = typer.Option(None, "--process", help="Process [default: the model's first]."),
+    process: str | None = typer.Option(None, "--process", help="Process (default: the model's first)."),
     scale: float = typer.Option(
         1.0, "--scale", help="Multiply the number of benchmark events (1: 1e5 at batch 10k)."
     ),
@@ -310,7 +310,7 @@ def bench_cmd(
         True, "--simulate/--no-simulate", help="Also time `fastmc simulate` for the process."
     ),
     sim_process: str | None = typer.Option(
-        None, "--sim-process", help="Simulation catalogue process [default: the model's process]."
+        None, "--sim-process", help="Simulation catalogue process (default: the model's process)."
     ),
     sim_events: int = typer.Option(200, "--sim-events", help="Events to simulate for the timing."),
     device: str = typer.Option("auto", "--device", help="auto: CPU, and GPU when present; or cpu/cuda."),

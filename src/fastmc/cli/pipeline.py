@@ -13,33 +13,41 @@ from fastmc.cli._app import app, console, errors_as_exit, fail, progress_bar
 
 
 def _summary_table(rows: list[dict[str, Any]], title: str) -> Table:
-    table = Table(title=title, title_justify="left")
-    for col, just in [
-        ("process", "left"),
-        ("#", "right"),
-        ("sample (model / prior)", "left"),
-        ("AUC ± err (floor)", "right"),
-        ("W1/floor median", "right"),
-        ("W1/floor worst", "right"),
-        ("physicality", "right"),
-        ("events/s", "right"),
-    ]:
-        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    """The ranking as a rich table (one block of rows per process, best first)."""
 
     def num(x: Any, fmt: str) -> str:
         return "-" if x is None or x != x else format(x, fmt)
 
+    several = len({r["process"] for r in rows}) > 1
+    floors = {r["process"]: r["auc_floor"] for r in rows}
+    caption = "AUC floor (reference half vs half): " + ", ".join(
+        f"{p} {num(f, '.3f')}" for p, f in floors.items()
+    )
+    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
+    columns = [("process", "left")] if several else []
+    columns += [
+        ("#", "right"),
+        ("model / prior", "left"),
+        ("AUC ± err", "right"),
+        ("W1/floor med", "right"),
+        ("W1/floor worst", "right"),
+        ("valid", "right"),
+        ("events/s", "right"),
+    ]
+    for col, just in columns:
+        table.add_column(col, justify=just, overflow="fold")  # type: ignore[arg-type]
     for r in rows:
-        table.add_row(
-            r["process"],
+        cells = [r["process"]] if several else []
+        cells += [
             str(r["rank"]),
-            r["label"],
-            f"{num(r['auc'], '.3f')} ± {num(r['auc_err'], '.3f')} ({num(r['auc_floor'], '.3f')})",
+            r["label"].replace("_alpha=", " a=").replace("_beta=", " b="),
+            f"{num(r['auc'], '.3f')}±{num(r['auc_err'], '.3f')}",
             num(r["w1_ratio_median"], ".2f"),
-            f"{num(r['w1_ratio_max'], '.2f')} ({r['w1_worst']})",
-            f"{num(100 * r['physicality'], '.1f')}%",
+            f"{num(r['w1_ratio_max'], '.1f')} {r['w1_worst']}",
+            f"{num(100 * r['physicality'], '.0f')}%",
             num(r.get("events_per_s"), ",.0f"),
-        )
+        ]
+        table.add_row(*cells)
     return table
 
 
@@ -63,9 +71,10 @@ def _run(config: Any, fresh: bool, title: str) -> None:
             raise fail(str(exc)) from None
     console.print(_summary_table(result.rows, title))
     console.print(
-        "AUC: classifier two-sample test vs held-out MC (0.5 = indistinguishable); floor: "
-        "the same between two halves of the reference. W1/floor: Wasserstein-1 distance per "
-        "observable divided by its statistical floor (1 = as close as a second MC sample)."
+        "AUC: classifier two-sample test vs held-out MC (0.5 = indistinguishable). W1/floor: "
+        "Wasserstein-1 distance per observable divided by its statistical floor (1 = as close "
+        "as a second MC sample); median and worst observable. valid: share of physically "
+        "valid events. events/s: generation to Parquet on this machine."
     )
     for name, path in result.reports.items():
         console.print(f"report ({name}): [bold]{path}[/]", highlight=False)
@@ -110,7 +119,7 @@ def demo_cmd(
 def study_cmd(
     config_file: Path = typer.Argument(..., help="Study YAML file (see fastmc/configs/*.yaml)."),
     output: Path | None = typer.Option(
-        None, "-o", "--output", help="Output folder [default: the file's `output`]."
+        None, "-o", "--output", help="Output folder (default: the file's `output`)."
     ),
     fresh: bool = typer.Option(False, "--fresh", help="Redo every stage instead of reusing output."),
 ) -> None:

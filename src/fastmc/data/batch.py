@@ -60,13 +60,20 @@ class RawBatch:
     ) -> RawBatch:
         """Tensors from Events; ``process`` (int [N]) defaults to ``events.process_code``."""
         proc = events.process_code if process is None else process
+
+        def tensor(arr: np.ndarray) -> torch.Tensor:
+            arr = np.asarray(arr)
+            if not arr.flags.writeable:  # read-only (memory-mapped or Arrow) data: copy once
+                arr = arr.copy()
+            return torch.as_tensor(arr, device=device)
+
         return cls(
-            types=torch.as_tensor(events.types, device=device).long(),
-            p4=torch.as_tensor(events.p4, device=device).to(dtype),
-            met=torch.as_tensor(events.met, device=device).to(dtype),
-            met_phi=torch.as_tensor(events.met_phi, device=device).to(dtype),
-            weight=torch.as_tensor(events.weight, device=device).to(dtype),
-            process=torch.as_tensor(np.asarray(proc), device=device).long(),
+            types=tensor(events.types).long(),
+            p4=tensor(events.p4).to(dtype),
+            met=tensor(events.met).to(dtype),
+            met_phi=tensor(events.met_phi).to(dtype),
+            weight=tensor(events.weight).to(dtype),
+            process=tensor(proc).long(),
         )
 
     def to_events(
