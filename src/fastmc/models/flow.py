@@ -73,9 +73,9 @@ class FlowConfig:
     max_patterns : int        rows of the embedding table; the most frequent patterns get
                               their own row, the rest share row 0 (256)
     max_objects : int         K, width of generated events (19)
-    augment : bool            in training, mirror half of the events by the rotation of pi
-                              about the x axis, (eta, phi) -> (-eta, -phi), an exact symmetry
-                              of pp collisions (True)
+    augment : bool            mirror half of the events by the rotation of pi about the x
+                              axis, (eta, phi) -> (-eta, -phi), an exact symmetry of pp
+                              collisions, in training and in generation (True)
     """
 
     mode: str = "autoregressive"
@@ -369,7 +369,7 @@ class FlowModel(GenerativeModel):
             )
             self.last_repair = repair
             raw.process = torch.full((n,), proc, dtype=torch.long, device=dev)
-            return raw
+            return _mirror_half(raw, generator) if self.config.augment else raw
         finally:
             self.train(was_training)
 
@@ -394,6 +394,25 @@ class FlowModel(GenerativeModel):
             return batch_size
 
         return run
+
+
+def _mirror_half(raw: RawBatch, generator: torch.Generator | None) -> RawBatch:
+    """Mirror a random half of the events: (eta, phi, METphi) -> (-eta, -phi, -METphi).
+
+    The rotation by pi about the beam-transverse x axis is an exact symmetry of pp collisions;
+    applying it to half of the generated events removes any eta or phi asymmetry the flow
+    learnt.  pT, E, the object order and every dR are unchanged.  phi stays in (-pi, pi].
+    """
+    flip = torch.rand(len(raw), generator=generator, device=raw.device) < 0.5
+    sign = torch.where(flip, -1.0, 1.0).to(raw.p4.dtype)
+
+    def wrap(phi: torch.Tensor) -> torch.Tensor:
+        return torch.where(phi <= -math.pi, phi + 2 * math.pi, phi)
+
+    p4 = raw.p4.clone()
+    p4[..., 2] = p4[..., 2] * sign[:, None] + 0.0  # + 0.0 turns -0.0 (padding) into 0.0
+    p4[..., 3] = wrap(p4[..., 3] * sign[:, None] + 0.0)
+    return dataclasses.replace(raw, p4=p4, met_phi=wrap(raw.met_phi * sign + 0.0))
 
 
 register_model("flow", FlowConfig, FlowModel)
