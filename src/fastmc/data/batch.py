@@ -14,11 +14,25 @@ import torch
 
 from fastmc.events import Events
 
-__all__ = ["RawBatch"]
+__all__ = ["RawBatch", "TensorBatch"]
+
+
+class TensorBatch:
+    """Mixin for dataclasses of tensors whose first dimension is the batch (``types`` [B, ...])."""
+
+    types: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.types.shape[0]
+
+    def to(self, device: torch.device | str):
+        """The same batch on ``device``."""
+        fields = dataclasses.fields(self)  # type: ignore[arg-type]
+        return type(self)(**{f.name: getattr(self, f.name).to(device) for f in fields})
 
 
 @dataclasses.dataclass
-class RawBatch:
+class RawBatch(TensorBatch):
     """B events as tensors (all on one device).
 
     Attributes
@@ -38,16 +52,9 @@ class RawBatch:
     weight: torch.Tensor
     process: torch.Tensor
 
-    def __len__(self) -> int:
-        return self.types.shape[0]
-
     @property
     def device(self) -> torch.device:
         return self.p4.device
-
-    def to(self, device: torch.device | str) -> RawBatch:
-        """The same batch on ``device``."""
-        return RawBatch(**{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)})
 
     @classmethod
     def from_events(

@@ -46,7 +46,7 @@ from typing import Any, Literal
 
 import torch
 
-from fastmc.data.batch import RawBatch
+from fastmc.data.batch import RawBatch, TensorBatch
 from fastmc.events import DEFAULT_MAX_OBJECTS
 
 __all__ = [
@@ -114,7 +114,7 @@ class EncodingConfig:
 
 
 @dataclasses.dataclass
-class EncodedBatch:
+class EncodedBatch(TensorBatch):
     """B events as model tensors (all on one device).
 
     Attributes
@@ -132,18 +132,9 @@ class EncodedBatch:
     weight: torch.Tensor
     process: torch.Tensor
 
-    def __len__(self) -> int:
-        return self.types.shape[0]
-
     @property
     def device(self) -> torch.device:
         return self.features.device
-
-    def to(self, device: torch.device | str) -> EncodedBatch:
-        """The same batch on ``device``."""
-        return EncodedBatch(
-            **{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)}
-        )
 
     def one_hot(self, dtype: torch.dtype | None = None) -> torch.Tensor:
         """``types`` as one-hot, float [B, K, 8] (dtype of ``features`` by default)."""

@@ -26,6 +26,7 @@ from typing import IO, Any
 import numpy as np
 
 from fastmc.events import DEFAULT_MAX_OBJECTS, TYPE_NAMES, Events
+from fastmc.io._args import check_read_args
 from fastmc.io._dmparse import Parsed, drop_too_many, parse_fast, parse_slow
 from fastmc.io._jagged import rechunk
 from fastmc.io._writer import AtomicWriter
@@ -36,13 +37,6 @@ MEV_PER_GEV = 1000.0
 _SLOW_BLOCK = 16 * 1024  # bytes below which a failing block goes to the slow parser
 
 
-def _check_read_args(chunk_size: int, on_error: str, max_objects: int) -> None:
-    if int(chunk_size) < 1:
-        raise ValueError(f"chunk_size must be >= 1 event, got {chunk_size}")
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    if int(max_objects) < 1:
-        raise ValueError(f"max_objects must be >= 1, got {max_objects}")
 
 
 def _open_read(path: Path) -> IO[bytes]:
@@ -132,7 +126,7 @@ def iter_read(
     """
     if max_objects is None:
         max_objects = DEFAULT_MAX_OBJECTS
-    _check_read_args(chunk_size, on_error, max_objects)
+    check_read_args(chunk_size, on_error, max_objects)
     path = Path(path)
     if report is None:
         report = {}

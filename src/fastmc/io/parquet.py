@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from fastmc.events import Events
+from fastmc.io._args import check_read_args
 from fastmc.io._jagged import (
     JaggedReadState,
     JaggedWriter,
@@ -82,10 +83,7 @@ def iter_read(
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    if int(chunk_size) < 1:
-        raise ValueError(f"chunk_size must be >= 1 event, got {chunk_size}")
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    check_read_args(chunk_size, on_error, max_objects)
     path = Path(path)
     block = _read_meta(path)
     k = int(block["max_objects"] if max_objects is None else max_objects)

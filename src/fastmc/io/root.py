@@ -20,6 +20,7 @@ import numpy as np
 
 from fastmc.errors import EventFormatError
 from fastmc.events import Events
+from fastmc.io._args import check_read_args
 from fastmc.io._jagged import (
     JaggedReadState,
     JaggedWriter,
@@ -72,10 +73,7 @@ def iter_read(
     import awkward as ak
     import uproot
 
-    if int(chunk_size) < 1:
-        raise ValueError(f"chunk_size must be >= 1 event, got {chunk_size}")
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    check_read_args(chunk_size, on_error, max_objects)
     path = Path(path)
     with uproot.open(path) as file:
         block = _read_meta(file, path)
