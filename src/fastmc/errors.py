@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-__all__ = ["EventFormatError", "FastMCError", "MissingExtraError", "StaleStoreError"]
+__all__ = [
+    "ConfigError",
+    "EventFormatError",
+    "FastMCError",
+    "MissingExtraError",
+    "StaleStoreError",
+]
 
 
 class FastMCError(Exception):
     """Base class of every error fastmc raises on purpose."""
+
+
+class ConfigError(FastMCError, ValueError):
+    """A setting is unknown, of the wrong type or out of range (names the config and field)."""
 
 
 class EventFormatError(FastMCError, ValueError):

@@ -11,9 +11,9 @@ from datahelpers import event_keys
 from torch.utils.data import DataLoader
 
 from fastmc.data.batch import RawBatch
-from fastmc.data.encoding import Encoding
 from fastmc.data.loader import EventLoader
 from fastmc.data.store import open_store
+from fastmc.models.vae.encoding import Encoding
 
 
 def _batches(loader: EventLoader) -> list[RawBatch]:

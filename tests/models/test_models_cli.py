@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from modelhelpers import TINY
 from typer.testing import CliRunner
 
 from fastmc.cli import app
 from fastmc.io import read_events
+from modelhelpers import TINY
 
 runner = CliRunner()
 

@@ -54,12 +54,36 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+ON_ERROR_CHOICES = ("raise", "skip")
+
+
+def on_error_option():
+    """The ``--on-error {raise,skip}`` option of every command that reads event files."""
+    return typer.Option(
+        "raise",
+        "--on-error",
+        help="raise: stop at the first malformed line (exit 1, nothing written); "
+        "skip: skip malformed lines, count them and say why.",
+    )
+
+
+def check_on_error(on_error: str) -> None:
+    """Exit with a one-line error unless ``on_error`` is one of :data:`ON_ERROR_CHOICES`."""
+    if on_error not in ON_ERROR_CHOICES:
+        raise fail(f"--on-error must be 'raise' or 'skip', got {on_error!r}")
+
+
 @contextlib.contextmanager
 def errors_as_exit() -> Iterator[None]:
-    """Turn fastmc's own exceptions into a one-line error and exit status 1."""
+    """Turn user errors into a one-line error and exit status 1.
+
+    User errors are fastmc's own exceptions (:class:`~fastmc.errors.FastMCError`, among them
+    :class:`~fastmc.errors.ConfigError`), ValueError (bad arguments) and missing or existing
+    files; anything else is a bug and keeps its traceback.
+    """
     try:
         yield
-    except FastMCError as exc:
+    except (FastMCError, ValueError, FileNotFoundError, FileExistsError) as exc:
         raise fail(str(exc)) from None
 
 

@@ -6,8 +6,15 @@ from pathlib import Path
 
 import typer
 
-from fastmc.cli._app import app, console, errors_as_exit, fail, progress_bar
-from fastmc.errors import FastMCError
+from fastmc.cli._app import (
+    app,
+    check_on_error,
+    console,
+    errors_as_exit,
+    fail,
+    on_error_option,
+    progress_bar,
+)
 
 
 @app.command("prepare")
@@ -29,9 +36,7 @@ def prepare_cmd(
     truncate: bool = typer.Option(
         False, "--truncate", help="Cut events with more than --max-objects objects instead of failing."
     ),
-    skip_bad: bool = typer.Option(
-        False, "--skip-bad", help="Skip malformed lines (counted) instead of failing."
-    ),
+    on_error: str = on_error_option(),
     chunk_size: int = typer.Option(
         100_000, "--chunk-size", help="Events parsed at a time (bounds memory)."
     ),
@@ -44,27 +49,22 @@ def prepare_cmd(
     """
     from fastmc.data.store import prepare, summary_table
 
+    check_on_error(on_error)
     if output.exists() and not overwrite:
         raise fail(f"{output} exists; pass --overwrite to replace it")
-    with errors_as_exit():
-        try:
-            with progress_bar("prepare", total=None) as advance:
-                path = prepare(
-                    inputs,
-                    output,
-                    val=val,
-                    test=test,
-                    seed=seed,
-                    max_objects=max_objects,
-                    chunk_size=chunk_size,
-                    on_error="skip" if skip_bad else "raise",
-                    truncate=truncate,
-                    overwrite=overwrite,
-                    progress=advance,
-                )
-        except FastMCError:
-            raise
-        except (ValueError, FileNotFoundError, FileExistsError) as exc:
-            raise fail(str(exc)) from None
+    with errors_as_exit(), progress_bar("prepare", total=None) as advance:
+        path = prepare(
+            inputs,
+            output,
+            val=val,
+            test=test,
+            seed=seed,
+            max_objects=max_objects,
+            chunk_size=chunk_size,
+            on_error=on_error,
+            truncate=truncate,
+            overwrite=overwrite,
+            progress=advance,
+        )
     console.print(summary_table(path))
     console.print(f"[green]wrote[/] {path}")

@@ -9,17 +9,20 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fastmc.cli._app import app, console, errors_as_exit, fail, progress_bar
+from fastmc.cli._app import (
+    app,
+    check_on_error,
+    console,
+    errors_as_exit,
+    fail,
+    on_error_option,
+    progress_bar,
+)
 from fastmc.events import DEFAULT_MAX_OBJECTS
 
 __all__ = ["convert", "info"]
 
 _FORMATS = "Dark Machines CSV (.csv, .csv.gz; MeV), Parquet (.parquet) or ROOT (.root); GeV inside"
-
-
-def _check_on_error(on_error: str) -> None:
-    if on_error not in ("raise", "skip"):
-        raise fail(f"--on-error must be 'raise' or 'skip', got {on_error!r}")
 
 
 def _print_skips(report: dict) -> None:
@@ -46,12 +49,7 @@ def convert(
     output: Path = typer.Option(
         ..., "-o", "--output", help="Output file; format by extension (.csv, .csv.gz, .parquet, .root)."
     ),
-    on_error: str = typer.Option(
-        "raise",
-        "--on-error",
-        help="raise: stop at the first malformed line (exit 1, nothing written); "
-        "skip: skip malformed lines and print how many and why.",
-    ),
+    on_error: str = on_error_option(),
     max_objects: int = typer.Option(
         DEFAULT_MAX_OBJECTS, "--max-objects", help="K, the most objects an event may have."
     ),
@@ -69,7 +67,7 @@ def convert(
     """
     from fastmc.io import detect_format, expand_paths, iter_events, open_writer
 
-    _check_on_error(on_error)
+    check_on_error(on_error)
     report: dict = {}
     with errors_as_exit():
         try:
@@ -146,9 +144,7 @@ def info(
         ..., help=f"Event files or globs ({_FORMATS}), or event-store directories (with meta.json)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
-    on_error: str = typer.Option(
-        "raise", "--on-error", help="raise: stop at a malformed line; skip: skip and count it."
-    ),
+    on_error: str = on_error_option(),
     max_objects: int = typer.Option(
         DEFAULT_MAX_OBJECTS, "--max-objects", help="K, the most objects an event may have."
     ),
@@ -165,7 +161,7 @@ def info(
     from fastmc.io import expand_paths, iter_events
     from fastmc.io.summary import summarize
 
-    _check_on_error(on_error)
+    check_on_error(on_error)
     files: list[str] = []
     for p in paths:
         if Path(p).is_dir():

@@ -10,7 +10,8 @@ from typing import Any
 
 import typer
 
-from fastmc.cli._app import app, console, errors_as_exit, fail, progress_bar
+from fastmc.cli._app import app, console, errors_as_exit, progress_bar
+from fastmc.errors import ConfigError
 
 DEVICE_HELP = "auto (CUDA if available), cpu or cuda."
 THREADS_HELP = (
@@ -28,23 +29,41 @@ def _set_threads(threads: int | None) -> None:
         import torch
 
         if threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {threads}")
+            raise ConfigError(f"--threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
 
 
-def _value_errors_as_exit():
-    """errors_as_exit plus ValueError/FileNotFoundError as one-line errors."""
-    import contextlib
+#: shorthand flags of `fastmc train`: flag -> model setting (same path as --set)
+SHORTHANDS = {"--beta": "beta", "--alpha": "alpha", "--latent-dim": "latent_dim", "--flow-mode": "mode"}
 
-    @contextlib.contextmanager
-    def ctx():
-        with errors_as_exit():
-            try:
-                yield
-            except (ValueError, FileNotFoundError) as exc:
-                raise fail(str(exc)) from None
 
-    return ctx()
+def _model_settings(spec: Any, data: dict[str, Any], sets: list[str],
+                    shorthands: dict[str, Any]) -> dict[str, Any]:
+    """Model settings: YAML ``model_config``, then shorthand flags, then ``--set`` entries."""
+    from fastmc.config import parse_assignments
+
+    fields = {f.name for f in dataclasses.fields(spec.config_cls)}
+    settings = dict(data.get("model_config") or {})
+    for flag, value in shorthands.items():
+        if value is not None:
+            if SHORTHANDS[flag] not in fields:
+                raise ConfigError(f"{flag} does not apply to model {spec.name!r}")
+            settings.update(parse_assignments(spec.config_cls, [f"{SHORTHANDS[flag]}={value}"]))
+    model_sets = [s for s in sets if not s.startswith("train.")]
+    settings.update(parse_assignments(spec.config_cls, model_sets))
+    return settings
+
+
+def _train_settings(data: dict[str, Any], sets: list[str], flags: dict[str, Any]) -> Any:
+    """TrainConfig from the YAML ``train`` section, ``--set train.KEY=VALUE`` and the flags."""
+    from fastmc.config import from_dict, parse_assignments
+    from fastmc.workflows.train_config import TrainConfig
+
+    settings = dict(data.get("train") or {})
+    train_sets = [s[len("train."):] for s in sets if s.startswith("train.")]
+    settings.update(parse_assignments(TrainConfig, train_sets))
+    settings.update({k: v for k, v in flags.items() if v is not None})
+    return from_dict(TrainConfig, settings)
 
 
 @app.command("train")
@@ -52,18 +71,25 @@ def train_cmd(
     store: Path = typer.Argument(..., help="Event store made by `fastmc prepare`."),
     output: Path = typer.Option(..., "-o", "--output", help="Model directory to write."),
     model: str | None = typer.Option(
-        None, "--model", help="Generator: beta-vae (default), alpha-vae, or another registered one."
+        None, "--model", help="Generator: beta-vae (default), alpha-vae, flow, or another registered one."
     ),
-    beta: float | None = typer.Option(None, "--beta", help="beta-VAE KL weight (default 0.001)."),
+    set_: list[str] = typer.Option(
+        [],
+        "--set",
+        help="Model setting KEY=VALUE, typed by the model's config (repeatable), e.g. "
+        "--set latent_dim=40 --set decoder_widths=256,256; train.KEY=VALUE sets a training "
+        "setting (e.g. train.min_delta=0.01).",
+    ),
+    beta: float | None = typer.Option(None, "--beta", help="Shorthand of --set beta=X (beta-VAE KL weight, default 0.001)."),
     alpha: float | None = typer.Option(
-        None, "--alpha", help="alpha-VAE latent noise std (latent units) (default 0.2)."
+        None, "--alpha", help="Shorthand of --set alpha=X (alpha-VAE latent noise std, default 0.2)."
     ),
-    latent_dim: int | None = typer.Option(None, "--latent-dim", help="VAE latent size (default 80)."),
+    latent_dim: int | None = typer.Option(None, "--latent-dim", help="Shorthand of --set latent_dim=N (VAE latent size, default 80)."),
     flow_mode: str | None = typer.Option(
         None,
         "--flow-mode",
-        help="flow only: autoregressive (best fidelity) or coupling (fast generation) "
-        "(default autoregressive).",
+        help="Shorthand of --set mode=M for the flow: autoregressive (best fidelity) or coupling "
+        "(fast generation) (default autoregressive).",
     ),
     epochs: int | None = typer.Option(None, "--epochs", help="Maximum epochs (default 50)."),
     batch_size: int | None = typer.Option(
@@ -88,7 +114,7 @@ def train_cmd(
     config: Path | None = typer.Option(
         None,
         "--config",
-        help="YAML file with keys model, model_config, train (flags override it).",
+        help="YAML file with keys model, model_config, train (flags and --set override it).",
     ),
     resume: bool = typer.Option(
         False, "--resume", help="Continue from the checkpoint in the model directory."
@@ -100,51 +126,29 @@ def train_cmd(
     weights.safetensors (best validation loss), history.json and checkpoint.* after every epoch.
     """
     from fastmc.models.base import get_model
-    from fastmc.train import TrainConfig, load_yaml_config, train_from_store
+    from fastmc.models.modeldir import ModelDir
+    from fastmc.workflows.train_config import load_yaml_config
+    from fastmc.workflows.train_store import train_from_store
 
-    with _value_errors_as_exit():
+    with errors_as_exit():
         _set_threads(threads)
         data: dict[str, Any] = load_yaml_config(config) if config else {}
-        name = model or data.get("model") or "beta-vae"
-        spec = get_model(name)
-        model_cfg = dict(data.get("model_config") or {})
-        fields = {f.name for f in dataclasses.fields(spec.config_cls)}
-        for flag, key, value in (("--beta", "beta", beta), ("--alpha", "alpha", alpha)):
-            if value is not None:
-                if key not in fields:
-                    raise ValueError(f"{flag} does not apply to model {name!r}")
-                model_cfg[key] = value
-        if latent_dim is not None:
-            if "latent_dim" not in fields:
-                raise ValueError(f"--latent-dim does not apply to model {name!r}")
-            model_cfg["latent_dim"] = latent_dim
-        if flow_mode is not None:
-            if "mode" not in fields:
-                raise ValueError(f"--flow-mode does not apply to model {name!r}")
-            model_cfg["mode"] = flow_mode
-        train_cfg = dict(data.get("train") or {})
-        flags = {
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "batches_per_epoch": batches_per_epoch,
-            "lr": lr,
-            "patience": patience,
-            "max_minutes": max_minutes,
-            "device": device,
-            "seed": seed,
-            "process": process,
-        }
-        train_cfg.update({k: v for k, v in flags.items() if v is not None})
-        from fastmc.models.base import config_from_dict
-
-        tc = config_from_dict(TrainConfig, train_cfg)
-        if not resume and (output / "checkpoint.json").exists():
-            raise ValueError(
+        spec = get_model(model or data.get("model") or "beta-vae")
+        shorthands = {"--beta": beta, "--alpha": alpha, "--latent-dim": latent_dim,
+                      "--flow-mode": flow_mode}
+        model_cfg = _model_settings(spec, data, set_, shorthands)
+        tc = _train_settings(data, set_, {
+            "epochs": epochs, "batch_size": batch_size, "batches_per_epoch": batches_per_epoch,
+            "lr": lr, "patience": patience, "max_minutes": max_minutes, "device": device,
+            "seed": seed, "process": process,
+        })
+        if not resume and ModelDir(output).has_checkpoint():
+            raise ConfigError(
                 f"{output} already holds a training run; pass --resume to continue it or "
                 "choose another directory"
             )
-        total = tc.epochs * tc.batches_per_epoch
-        with progress_bar(f"train {name}", total, unit="batches") as advance:
+        with progress_bar(f"train {spec.name}", tc.epochs * tc.batches_per_epoch,
+                          unit="batches") as advance:
 
             def on_epoch(rec: dict[str, Any]) -> None:
                 mark = " *" if rec["best"] else ""
@@ -154,16 +158,9 @@ def train_cmd(
                     highlight=False,
                 )
 
-            result = train_from_store(
-                store,
-                output,
-                model_name=name,
-                model_config=model_cfg,
-                config=tc,
-                resume=resume,
-                progress=advance,
-                on_epoch=on_epoch,
-            )
+            result = train_from_store(store, output, model_name=spec.name, model_config=model_cfg,
+                                      config=tc, resume=resume, progress=advance,
+                                      on_epoch=on_epoch)
     console.print(
         f"[green]done[/]: {len(result.history)} epochs ({result.stopped}), best val loss "
         f"{result.best_val_loss:.4f} at epoch {result.best_epoch}, {result.seconds:.0f} s; "
@@ -199,29 +196,30 @@ def fit_prior_cmd(
 ) -> None:
     """Fit a Gaussian-mixture latent prior per process and store it in MODEL_DIR (prior.safetensors)."""
     from fastmc.data.store import open_store
-    from fastmc.models.base import load_model, read_model_config, save_priors
-    from fastmc.train import resolve_device
+    from fastmc.devices import resolve_device
+    from fastmc.models.modeldir import ModelDir
+    from fastmc.workflows.priors import fit_prior
 
-    with _value_errors_as_exit():
+    with errors_as_exit():
         _set_threads(threads)
         if prior not in ("bgmm", "gmm"):
-            raise ValueError(f"--prior must be bgmm or gmm, got {prior!r}")
-        desc = read_model_config(model_dir)
+            raise ConfigError(f"--prior must be bgmm or gmm, got {prior!r}")
+        mdir = ModelDir(model_dir)
+        desc = mdir.read_config()
         store_path = store or (desc.get("data") or {}).get("store")
         if store_path is None:
-            raise ValueError("the model does not record its event store; pass --store")
+            raise ConfigError("the model does not record its event store; pass --store")
         st = open_store(store_path)
-        model = load_model(model_dir, device=resolve_device(device) if prior == "gmm" else "cpu")
+        model = mdir.load(device=resolve_device(device) if prior == "gmm" else "cpu")
         procs = [process] if process else list(model.processes)
         for proc in procs:
-            idx = model.process_index(proc)
-            batches = _process_batches(st, proc, idx, max_events)
             with progress_bar(f"fit {prior} {proc}", max_iter, unit="iterations") as advance:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always", RuntimeWarning)
-                    report = model.fit_prior(
+                    report = fit_prior(
+                        model,
+                        st,
                         prior,
-                        batches,
                         process=proc,
                         components=components,
                         max_events=max_events,
@@ -233,20 +231,8 @@ def fit_prior_cmd(
             for w in caught:
                 console.print(f"[yellow]warning:[/] {w.message}", highlight=False)
             console.print(f"{proc}: {json.dumps(report)}", highlight=False)
-        save_priors(model, model_dir)
+        mdir.write_priors(model)
     console.print(f"[green]done[/]: prior {prior!r} stored in {model_dir / 'prior.safetensors'}")
-
-
-def _process_batches(store: Any, process: str, model_index: int, max_events: int):
-    """RawBatches of the train split of one process, labelled with the model's index."""
-    import numpy as np
-
-    from fastmc.train import raw_from_events
-
-    ev = store.events("train", process)
-    for s in range(0, min(len(ev), max_events), 10_000):
-        part = ev[s : min(s + 10_000, max_events)]
-        yield raw_from_events(part, process=np.full(len(part), model_index))
 
 
 @app.command("generate")
@@ -272,12 +258,12 @@ def generate_cmd(
     ),
 ) -> None:
     """Generate N events with a trained model, streamed to OUTPUT (GeV inside; MeV in CSV)."""
-    from fastmc.generate import generate
+    from fastmc.workflows.generate import generate
 
-    with _value_errors_as_exit():
+    with errors_as_exit():
         _set_threads(threads)
         if prior == "truth" and truth_events is None:
-            raise ValueError("--prior truth encodes given events: pass --truth-events FILE")
+            raise ConfigError("--prior truth encodes given events: pass --truth-events FILE")
         with progress_bar(f"generate ({prior})", n) as advance:
             report = generate(
                 model_dir,
@@ -318,9 +304,10 @@ def bench_cmd(
     json_out: Path | None = typer.Option(None, "--json", help="Also write the results as JSON."),
 ) -> None:
     """Generation events/s (batch 1, 100, 10k; memory, Parquet, CSV; CPU and GPU) vs simulation."""
-    from fastmc.bench import format_markdown, run_bench
+    from fastmc.io.atomic import atomic_path
+    from fastmc.workflows.bench import format_markdown, run_bench
 
-    with _value_errors_as_exit():
+    with errors_as_exit():
         _set_threads(threads)
         rows_total = 3 * 4 + 3
         with progress_bar("bench", rows_total, unit="measurements") as advance:
@@ -337,6 +324,5 @@ def bench_cmd(
             )
     console.print(format_markdown(result), highlight=False, markup=False)
     if json_out is not None:
-        from fastmc.models.base import save_json
-
-        save_json(json_out, result)
+        with atomic_path(json_out) as tmp:
+            tmp.write_text(json.dumps(result, indent=2) + "\n")

@@ -52,7 +52,7 @@ def _summary_table(rows: list[dict[str, Any]], title: str) -> Table:
 
 
 def _run(config: Any, fresh: bool, title: str) -> None:
-    from fastmc.study import run_study
+    from fastmc.workflows.study import run_study
 
     t0 = time.perf_counter()
 
@@ -99,7 +99,7 @@ def demo_cmd(
     and a flow, fit a Gaussian-mixture prior, generate from every prior and evaluate against
     held-out events; writes OUTPUT/report/index.html and prints a summary table.
     Under 20 minutes on 2 cores with the defaults; re-running reuses finished stages."""
-    from fastmc.demo import demo_config
+    from fastmc.workflows.demo import demo_config
 
     try:
         config = demo_config(
@@ -127,7 +127,7 @@ def study_cmd(
     events and write one comparison report with a ranking table (OUTPUT/summary.md, study.json)."""
     import dataclasses
 
-    from fastmc.study import load_study_config
+    from fastmc.workflows.study import load_study_config
 
     try:
         config = load_study_config(config_file)

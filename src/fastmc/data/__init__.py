@@ -1,1 +1,4 @@
-"""Data pipeline: event store (``prepare``), encodings (Events <-> tensors) and the loader."""
+"""Model-independent data pipeline: event store (``prepare``), loader and ``RawBatch``.
+
+Each model family owns its encoding (``fastmc.models.vae.encoding``, ``fastmc.models.flow``).
+"""

@@ -14,7 +14,7 @@ import torch
 
 from fastmc.events import Events
 
-__all__ = ["RawBatch", "TensorBatch"]
+__all__ = ["RawBatch", "TensorBatch", "cat_batches", "raw_from_events"]
 
 
 class TensorBatch:
@@ -103,3 +103,32 @@ class RawBatch(TensorBatch):
             weight=self.weight.detach().to("cpu", torch.float64).numpy(),
             meta=dict(meta or {}),
         )
+
+
+def raw_from_events(
+    events: Events, *, process: np.ndarray | None = None, device: torch.device | str | None = None
+) -> RawBatch:
+    """RawBatch of (possibly memory-mapped, read-only) Events: the arrays are copied first.
+
+    ``process`` as in :meth:`RawBatch.from_events` (None: the events' own process codes).
+    """
+    copy = dataclasses.replace(
+        events,
+        types=np.array(events.types),
+        p4=np.array(events.p4),
+        met=np.array(events.met),
+        met_phi=np.array(events.met_phi),
+        weight=np.array(events.weight),
+        process_code=np.array(events.process_code),
+    )
+    return RawBatch.from_events(copy, process=process, device=device)
+
+
+def cat_batches(parts: list[RawBatch]) -> RawBatch:
+    """The RawBatches ``parts`` (same device, same K) as one batch, in order."""
+    return RawBatch(
+        **{
+            f.name: torch.cat([getattr(p, f.name) for p in parts])
+            for f in dataclasses.fields(RawBatch)
+        }
+    )

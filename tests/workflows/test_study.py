@@ -9,8 +9,8 @@ import yaml
 from typer.testing import CliRunner
 
 from fastmc.cli import app
-from fastmc.demo import demo_config
-from fastmc.study import StudyConfig, expand_runs, load_study_config, summary_markdown
+from fastmc.workflows.demo import demo_config
+from fastmc.workflows.study import StudyConfig, expand_runs, load_study_config, summary_markdown
 
 TINY_VAE = {"latent_dim": 4, "branch_widths": [16], "trunk_widths": [16], "decoder_widths": [16],
             "head_width": 16}

@@ -9,15 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from modelhelpers import TINY, make_events
+from safetensors.torch import load_file
 
 from fastmc.data.batch import RawBatch
-from fastmc.generate import generate, generate_events
 from fastmc.io import read_events, write_events
-from fastmc.models import load_model
-from fastmc.models.base import GenerativeModel, load_tensors, register_model
+from fastmc.models import GenerativeModel, load_model, register_model
 from fastmc.models.vae import BetaVAE, BetaVAEConfig
-from fastmc.train import TrainConfig, TrainingDivergedError, load_yaml_config, train_from_store
+from fastmc.workflows.generate import generate, generate_events
+from fastmc.workflows.train_config import TrainConfig, TrainingDivergedError, load_yaml_config
+from fastmc.workflows.train_store import train_from_store
+from modelhelpers import TINY, make_events
 
 FAST = {"epochs": 2, "batch_size": 64, "batches_per_epoch": 3, "device": "cpu", "val_events": 60}
 
@@ -28,7 +29,7 @@ def run(store: Path, out: Path, name: str = "beta-vae", **kw) -> object:
 
 
 def weights(d: Path) -> dict[str, torch.Tensor]:
-    return load_tensors(d / "weights.safetensors")[0]
+    return load_file(d / "weights.safetensors")
 
 
 def test_same_seed_same_weights(tiny_store: Path, tmp_path: Path) -> None:
@@ -57,8 +58,8 @@ def test_resume_continues_exactly(tiny_store: Path, tmp_path: Path) -> None:
     full = json.loads((tmp_path / "full" / "checkpoint.json").read_text())
     part = json.loads((tmp_path / "part" / "checkpoint.json").read_text())
     assert full["history"][-1]["val_loss"] == part["history"][-1]["val_loss"]
-    a = load_tensors(tmp_path / "full" / "checkpoint.safetensors")[0]
-    b = load_tensors(tmp_path / "part" / "checkpoint.safetensors")[0]
+    a = load_file(tmp_path / "full" / "checkpoint.safetensors")
+    b = load_file(tmp_path / "part" / "checkpoint.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -149,7 +150,7 @@ class _PoolModel(GenerativeModel):
         super().__init__(config, processes=processes)
         self.pool = RawBatch.from_events(make_events(config.size, seed=11, process="ttbar"))
 
-    def sample(self, n, *, prior="normal", process=None, generator=None, truth=None):
+    def sample(self, n, *, condition=None, generator=None):
         idx = torch.randint(self.config.size, (n,), generator=generator)
         return RawBatch(**{f.name: getattr(self.pool, f.name)[idx] for f in dataclasses.fields(RawBatch)})
 

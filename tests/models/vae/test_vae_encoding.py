@@ -10,14 +10,14 @@ import pytest
 import torch
 
 from fastmc.data.batch import RawBatch
-from fastmc.data.encoding import (
+from fastmc.io import read_events
+from fastmc.models.vae.encoding import (
     EncodedBatch,
     Encoding,
     EncodingConfig,
     restore_order,
     wrap_phi,
 )
-from fastmc.io import read_events
 
 
 @pytest.fixture(scope="module")

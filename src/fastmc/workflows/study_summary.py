@@ -3,21 +3,32 @@ several processes, a ``report/index.html`` that links the per-process evaluation
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
-if TYPE_CHECKING:
-    from fastmc.study import StudyConfig, StudyResult
-
-__all__ = ["summary_markdown", "write_summary"]
+__all__ = ["StudyResult", "summary_markdown", "write_summary"]
 
 
-def write_summary(config: StudyConfig, result: StudyResult) -> None:
+@dataclasses.dataclass
+class StudyResult:
+    """Rows of the ranking (one per process, model and prior) and where things were written."""
+
+    rows: list[dict[str, Any]]
+    reports: dict[str, Path]
+    output: Path
+
+    def table(self) -> list[dict[str, Any]]:
+        return self.rows
+
+
+def write_summary(result: StudyResult, *, name: str, config: dict[str, Any]) -> None:
     """Write study.json, summary.md and (several processes) report/index.html atomically."""
     from fastmc.io.atomic import atomic_path
 
     with atomic_path(result.output / "study.json") as tmp:
-        tmp.write_text(json.dumps({"config": config.to_dict(), "rows": result.rows,
+        tmp.write_text(json.dumps({"config": config, "rows": result.rows,
                                    "reports": {k: str(v) for k, v in result.reports.items()}},
                                   indent=1, default=str))
     with atomic_path(result.output / "summary.md") as tmp:
@@ -25,8 +36,8 @@ def write_summary(config: StudyConfig, result: StudyResult) -> None:
     if len(result.reports) > 1:
         links = "".join(f'<li><a href="{p.relative_to(result.output / "report")}">{k}</a></li>'
                         for k, p in result.reports.items())
-        html = (f"<!doctype html><meta charset='utf-8'><title>{config.name}</title>"
-                f"<h1>{config.name}</h1><ul>{links}</ul><pre>{summary_markdown(result.rows)}</pre>")
+        html = (f"<!doctype html><meta charset='utf-8'><title>{name}</title>"
+                f"<h1>{name}</h1><ul>{links}</ul><pre>{summary_markdown(result.rows)}</pre>")
         with atomic_path(result.output / "report" / "index.html") as tmp:
             tmp.write_text(html)
 

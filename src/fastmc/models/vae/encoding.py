@@ -46,6 +46,7 @@ from typing import Any, Literal
 
 import torch
 
+from fastmc.config import check_config, from_dict, setting
 from fastmc.data.batch import RawBatch, TensorBatch
 from fastmc.events import DEFAULT_MAX_OBJECTS
 
@@ -84,18 +85,11 @@ class EncodingConfig:
     """
 
     kind: Literal["thesis", "physics"] = "thesis"
-    max_objects: int = DEFAULT_MAX_OBJECTS
+    max_objects: int = setting(DEFAULT_MAX_OBJECTS, ge=1)
     standardize: bool = False
 
     def __post_init__(self) -> None:
-        if self.kind not in _KINDS:
-            raise ValueError(f"EncodingConfig.kind must be one of {_KINDS}, got {self.kind!r}")
-        if isinstance(self.max_objects, bool) or not isinstance(self.max_objects, int):
-            raise ValueError(f"EncodingConfig.max_objects must be an int, got {self.max_objects!r}")
-        if self.max_objects < 1:
-            raise ValueError(f"EncodingConfig.max_objects must be >= 1, got {self.max_objects}")
-        if not isinstance(self.standardize, bool):
-            raise ValueError(f"EncodingConfig.standardize must be a bool, got {self.standardize!r}")
+        check_config(self)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict (inverse of :meth:`from_dict`)."""
@@ -103,14 +97,8 @@ class EncodingConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EncodingConfig:
-        """Build from :meth:`to_dict` output; unknown keys raise ValueError."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(
-                f"unknown EncodingConfig keys {sorted(unknown)}; expected a subset of {sorted(known)}"
-            )
-        return cls(**data)
+        """Build from :meth:`to_dict` output; unknown keys raise ConfigError."""
+        return from_dict(cls, data)
 
 
 @dataclasses.dataclass

@@ -6,13 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from fastmc.models.priors import (
-    GaussianMixturePrior,
-    StandardNormalPrior,
-    fit_bgmm,
-    fit_gmm,
-    prior_from_state,
-)
+from fastmc.models.vae.prior_fit import fit_bgmm, fit_gmm
+from fastmc.models.vae.priors import GaussianMixturePrior, StandardNormalPrior, prior_from_state
 
 MEANS = np.array([[0.0, 0.0], [5.0, 5.0], [-4.0, 6.0]])
 COVS = np.array([[[1.0, 0.3], [0.3, 0.5]], [[0.4, 0.0], [0.0, 1.5]], [[0.8, -0.4], [-0.4, 0.6]]])

@@ -1,4 +1,4 @@
-"""The physics-aware parameterisation (fastmc.data.physics) and the structure sampler."""
+"""The physics-aware parameterisation (fastmc.models.flow.physics) and the structure sampler."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from fastmc.data.batch import RawBatch
-from fastmc.data.physics import SlotLayout, fit_parameterisation
-from fastmc.data.structure import PatternDistribution
 from fastmc.events import Events
+from fastmc.models.flow.physics import SlotLayout, fit_parameterisation
+from fastmc.models.flow.structure import PatternDistribution
 
 SQSQ = "sqsq1_sq1400_neut800_chan1.csv"
 

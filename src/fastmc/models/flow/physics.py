@@ -25,7 +25,7 @@ By construction every decoded event has: pT above the group threshold and in des
 inside each group, ``|eta| < eta_max_g``, phi in (-pi, pi], ``E > pT cosh(eta)``, MET > 0.
 Jets closer than ``jet_radius`` in (eta, phi) are not produced: the decoder moves a later
 (softer) jet that falls inside the radius of an earlier one radially out to the radius
-(:func:`fastmc.data.separation.separate_jets`).  That
+(:func:`fastmc.models.flow.separation.separate_jets`).  That
 step is the identity on every event whose jets are already separated (all training events,
 since ``jet_radius`` is fitted below their smallest separation), so the round trip
 events -> parameters -> events is exact; for generated events it replaces rejection.
@@ -45,8 +45,8 @@ import numpy as np
 import torch
 
 from fastmc.data.batch import RawBatch
-from fastmc.data.separation import separate_jets, wrap_angle
 from fastmc.events import GROUP_OF_TYPE
+from fastmc.models.flow.separation import separate_jets, wrap_angle
 
 __all__ = [
     "FEATURES_PER_SLOT",

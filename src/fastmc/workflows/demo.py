@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from fastmc.study import StudyConfig
+from fastmc.workflows.study import StudyConfig
 
 __all__ = ["demo_config"]
 

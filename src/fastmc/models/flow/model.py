@@ -3,10 +3,10 @@
 Generation runs in two steps:
 
 1. **Structure**: an object-type pattern (e.g. ``j j b j b m+``) is drawn from the empirical
-   pattern distribution of the training events (:class:`fastmc.data.structure.PatternDistribution`),
+   pattern distribution of the training events (:class:`fastmc.models.flow.structure.PatternDistribution`),
    so object counts per type are exact by construction and every pattern is a training pattern.
 2. **Kinematics**: a conditional neural spline flow (zuko ``NSF``) draws the physics-aware
-   parameters of :mod:`fastmc.data.physics` (D = 4 x slots + 2 numbers: pT, eta, phi and mass
+   parameters of :mod:`fastmc.models.flow.physics` (D = 4 x slots + 2 numbers: pT, eta, phi and mass
    parameters per object slot, log MET and the MET azimuth), conditioned on the pattern
    (which slots are filled and with which type, counts per type, and a learned embedding of
    the ``max_patterns - 1`` most frequent patterns; rarer ones share one embedding).  Absent
@@ -19,7 +19,7 @@ Modes (recorded in the model directory's ``config.json``):
   one network pass per dimension and transform (slow on CPU, scales well with batch size).
 - ``coupling``: two-pass (coupling) spline transforms for fast bulk generation.
 
-Decoded events are physical by construction (see :mod:`fastmc.data.physics`): known types,
+Decoded events are physical by construction (see :mod:`fastmc.models.flow.physics`): known types,
 E > pT cosh(eta), phi in (-pi, pi], Dark Machines order, pT above the fitted thresholds and
 jets separated by at least the fitted jet radius.  Events are unweighted (weight 1); training
 ignores event weights.
@@ -31,23 +31,24 @@ import dataclasses
 import math
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
+from fastmc.config import check_config, setting
 from fastmc.data.batch import RawBatch
-from fastmc.data.physics import (
+from fastmc.errors import require
+from fastmc.events import DEFAULT_MAX_OBJECTS
+from fastmc.models.base import Condition, GenerativeModel, register_model
+from fastmc.models.flow.physics import (
     FEATURES_PER_SLOT,
     MASS_FLOOR,
     Parameterisation,
     SlotLayout,
     fit_parameterisation,
 )
-from fastmc.data.structure import PatternDistribution
-from fastmc.errors import require
-from fastmc.events import DEFAULT_MAX_OBJECTS
-from fastmc.models.base import GenerativeModel, register_model
+from fastmc.models.flow.structure import PatternDistribution
 
 __all__ = ["FlowConfig", "FlowModel"]
 
@@ -78,34 +79,22 @@ class FlowConfig:
                               collisions, in training and in generation (True)
     """
 
-    mode: str = "autoregressive"
-    transforms: int = 4
-    hidden: int = 128
-    layers: int = 2
-    bins: int = 8
-    max_jets: int = 12
-    max_electrons: int = 2
-    max_muons: int = 2
-    max_photons: int = 2
-    embedding: int = 16
-    max_patterns: int = 256
-    max_objects: int = DEFAULT_MAX_OBJECTS
+    mode: Literal["autoregressive", "coupling"] = "autoregressive"
+    transforms: int = setting(4, ge=1)
+    hidden: int = setting(128, ge=1)
+    layers: int = setting(2, ge=1)
+    bins: int = setting(8, ge=1)
+    max_jets: int = setting(12, ge=0)
+    max_electrons: int = setting(2, ge=0)
+    max_muons: int = setting(2, ge=0)
+    max_photons: int = setting(2, ge=0)
+    embedding: int = setting(16, ge=1)
+    max_patterns: int = setting(256, ge=1)
+    max_objects: int = setting(DEFAULT_MAX_OBJECTS, ge=1)
     augment: bool = True
 
     def __post_init__(self) -> None:
-        if not isinstance(self.augment, bool):
-            raise ValueError(f"augment must be true or false, got {self.augment!r}")
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        positive = ("transforms", "hidden", "layers", "bins", "embedding", "max_patterns")
-        for name in (*positive, "max_objects"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        for name in ("max_jets", "max_electrons", "max_muons", "max_photons"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
+        check_config(self)
 
     @property
     def layout(self) -> SlotLayout:
@@ -341,17 +330,11 @@ class FlowModel(GenerativeModel):
         self,
         n: int,
         *,
-        prior: str = "normal",
-        process: str | None = None,
+        condition: Condition | None = None,
         generator: torch.Generator | None = None,
-        truth: RawBatch | None = None,
     ) -> RawBatch:
-        """``n`` events (RawBatch on the model's device, GeV); ``prior`` must be ``"normal"``."""
-        if prior != "normal":
-            raise ValueError(
-                f"the flow samples from its standard-normal base only; got prior={prior!r}"
-            )
-        proc = self.process_index(process)
+        """``n`` events (RawBatch on the model's device, GeV) from the standard-normal base."""
+        proc = self.process_index(condition)
         pats = self._require_fitted()
         dev = self.device
         was_training = self.training

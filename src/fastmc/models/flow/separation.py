@@ -1,6 +1,6 @@
 """Jet separation for decoded events: no two jets closer than a radius in (eta, phi).
 
-Used by :meth:`fastmc.data.physics.Parameterisation.decode`.  Jets are visited in pT order;
+Used by :meth:`fastmc.models.flow.physics.Parameterisation.decode`.  Jets are visited in pT order;
 a jet closer than ``radius`` to a harder jet moves to the nearest free candidate position:
 the radial pushes of its position out of each harder jet's radius, else the nearest free
 point of a fixed (eta, phi) grid.  Harder jets never move, so by induction every pair ends at

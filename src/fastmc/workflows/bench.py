@@ -28,7 +28,9 @@ from typing import Any
 import torch
 
 from fastmc import __version__
-from fastmc.models.base import GenerativeModel, load_model
+from fastmc.models.base import Condition, GenerativeModel
+from fastmc.models.modeldir import load_model
+from fastmc.workflows.generate import check_prior
 
 __all__ = ["BATCH_SIZES", "format_markdown", "run_bench", "time_simulation"]
 
@@ -98,6 +100,59 @@ def time_simulation(process: str, n_events: int, *, seed: int = 0) -> dict[str, 
     return {"process": process, "events": n, "seconds": dt, "events_per_s": n / dt}
 
 
+def _bench_model(
+    m: GenerativeModel,
+    dev_name: str,
+    pname: str,
+    *,
+    prior: str,
+    scale: float,
+    batch_sizes: tuple[int, ...],
+    targets: tuple[str, ...],
+    seed: int,
+    not_measured: list[str],
+    tick: Callable[[], None],
+) -> list[dict[str, Any]]:
+    """The timing rows of one loaded model on one device (bare network, memory, files)."""
+    from fastmc.workflows.generate import generate, sample_batch
+
+    dev = torch.device(dev_name)
+    rows: list[dict[str, Any]] = []
+    runner = m.core_runner(10_000, device=dev)
+    if runner is not None:
+        n = max(1, int(_EVENTS[10_000] * scale))
+        rows.append({"device": dev_name, "target": "bare network", "batch_size": 10_000, **_time(runner, n, dev)})
+    else:
+        not_measured.append(f"bare network: model {m.name!r} provides no core_runner")
+    tick()
+    condition = Condition(process=pname)
+    for b in batch_sizes:
+        n = max(b, int(_EVENTS.get(b, 10 * b) * scale))
+        if "memory" in targets:
+            gen = torch.Generator(device=dev).manual_seed(seed)
+
+            def once(b: int = b, gen: torch.Generator = gen) -> int:
+                raw = sample_batch(m, b, prior, condition, gen)
+                return len(raw.to_events(process_names=m.processes))
+
+            rows.append({"device": dev_name, "target": "memory", "batch_size": b, **_time(once, n, dev)})
+        tick()
+        for fmt, ext in (("parquet", ".parquet"), ("csv", ".csv")):
+            if fmt not in targets:
+                tick()
+                continue
+            with tempfile.TemporaryDirectory(prefix="fastmc-bench-") as tmp:
+                path = Path(tmp) / f"bench{ext}"
+                generate(m, path, min(b, n), prior=prior, process=pname, batch_size=b, seed=seed, device=dev_name)  # warm-up
+                rep = generate(m, path, n, prior=prior, process=pname, batch_size=b, seed=seed, device=dev_name)
+                size = path.stat().st_size
+            rows.append({"device": dev_name, "target": fmt, "batch_size": b, "events": rep.n,
+                         "seconds": rep.seconds, "events_per_s": rep.events_per_s,
+                         "bytes_per_event": size / max(rep.n, 1)})
+            tick()
+    return rows
+
+
 def run_bench(
     model: GenerativeModel | str | os.PathLike[str],
     *,
@@ -121,73 +176,27 @@ def run_bench(
     ``rows`` (device, target, batch_size, events, seconds, events_per_s), ``not_measured``
     (what could not be measured and why), ``simulation``, ``ratio``.
     """
-    from fastmc.generate import generate
-
-    if device == "auto":
-        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    else:
-        devices = [device]
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if device == "auto" else [device]
     not_measured: list[str] = []
     if "cuda" not in devices and not torch.cuda.is_available():
         not_measured.append("GPU: no CUDA device on this machine")
     model_dir = None if isinstance(model, GenerativeModel) else str(model)
-    rows: list[dict[str, Any]] = []
 
     def tick() -> None:
         if progress is not None:
             progress(1)
 
-    loaded: GenerativeModel | None = model if isinstance(model, GenerativeModel) else None
+    rows: list[dict[str, Any]] = []
     for dev_name in devices:
-        dev = torch.device(dev_name)
-        m = load_model(model_dir, device=dev) if model_dir is not None else loaded.to(dev).eval()
+        m = load_model(model_dir, device=dev_name) if model_dir is not None else model.to(dev_name).eval()
+        check_prior(m, prior)
         pname = m.processes[m.process_index(process)]
-        runner = m.core_runner(10_000, device=dev)
-        if runner is not None:
-            n = max(1, int(_EVENTS[10_000] * scale))
-            rows.append({"device": dev_name, "target": "bare network", "batch_size": 10_000, **_time(runner, n, dev)})
-        else:
-            not_measured.append(f"bare network: model {m.name!r} provides no core_runner")
-        tick()
-        for b in batch_sizes:
-            n = max(b, int(_EVENTS.get(b, 10 * b) * scale))
-            if "memory" in targets:
-                gen = torch.Generator(device=dev).manual_seed(seed)
-
-                def once(
-                    b: int = b, gen: torch.Generator = gen, m: GenerativeModel = m, p: str = pname
-                ) -> int:
-                    raw = m.sample(b, prior=prior, process=p, generator=gen)
-                    return len(raw.to_events(process_names=m.processes))
-
-                rows.append({"device": dev_name, "target": "memory", "batch_size": b, **_time(once, n, dev)})
-            tick()
-            for fmt, ext in (("parquet", ".parquet"), ("csv", ".csv")):
-                if fmt not in targets:
-                    tick()
-                    continue
-                with tempfile.TemporaryDirectory(prefix="fastmc-bench-") as tmp:
-                    path = Path(tmp) / f"bench{ext}"
-                    generate(m, path, min(b, n), prior=prior, process=pname, batch_size=b, seed=seed, device=dev_name)  # warm-up
-                    rep = generate(m, path, n, prior=prior, process=pname, batch_size=b, seed=seed, device=dev_name)
-                    size = path.stat().st_size
-                rows.append(
-                    {
-                        "device": dev_name,
-                        "target": fmt,
-                        "batch_size": b,
-                        "events": rep.n,
-                        "seconds": rep.seconds,
-                        "events_per_s": rep.events_per_s,
-                        "bytes_per_event": size / max(rep.n, 1),
-                    }
-                )
-                tick()
+        rows += _bench_model(m, dev_name, pname, prior=prior, scale=scale, batch_sizes=batch_sizes,
+                             targets=targets, seed=seed, not_measured=not_measured, tick=tick)
     sim: dict[str, Any] | None = None
     ratio = None
     if simulate:
-        sim_name = sim_process or pname
-        sim = time_simulation(sim_name, sim_events, seed=seed)
+        sim = time_simulation(sim_process or pname, sim_events, seed=seed)
         if "events_per_s" in sim:
             ref = [r for r in rows if r["device"] == "cpu" and r["target"] == "memory" and r["batch_size"] == max(batch_sizes)]
             if ref:

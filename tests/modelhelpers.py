@@ -1,9 +1,14 @@
-"""Helpers of the models tests: tiny model settings and small synthetic events."""
+"""Helpers of the models and workflows tests: tiny model settings, small synthetic events,
+and their fixtures (imported by tests/models/conftest.py and tests/workflows/conftest.py)."""
 
 from __future__ import annotations
 
-import numpy as np
+from pathlib import Path
 
+import numpy as np
+import pytest
+
+from fastmc.data.batch import RawBatch
 from fastmc.events import Events
 
 #: Small widths so every test runs in a fraction of a second.
@@ -13,6 +18,14 @@ TINY = {
     "trunk_widths": (16,),
     "decoder_widths": (16,),
     "head_width": 16,
+}
+
+#: Tiny settings of every registered model (a new model family adds its own here).
+TINY_CONFIGS = {
+    "beta-vae": TINY,
+    "alpha-vae": TINY,
+    "flow": {"transforms": 1, "hidden": 16, "layers": 1, "bins": 4, "embedding": 4,
+             "max_patterns": 16},
 }
 
 
@@ -52,3 +65,38 @@ def head(raw, n: int):
     import dataclasses
 
     return type(raw)(**{f.name: getattr(raw, f.name)[:n] for f in dataclasses.fields(raw)})
+
+
+@pytest.fixture(scope="session")
+def events() -> Events:
+    return make_events(64, seed=1)
+
+
+@pytest.fixture
+def raw(events: Events) -> RawBatch:
+    return RawBatch.from_events(events)
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An event store of 600 synthetic events of one process (train 480, val 60, test 60)."""
+    from fastmc.data.store import prepare
+    from fastmc.io import write_events
+
+    root = tmp_path_factory.mktemp("models_store")
+    csv = root / "tiny.csv"
+    write_events(csv, make_events(600, seed=7, process="ttbar"))
+    store = root / "store"
+    prepare(csv, store, val=0.1, test=0.1, seed=0)
+    return store
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny networks run fastest on one thread (and the 2 cores are shared): use one."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -11,7 +11,7 @@ those a channel selection rejects); shard ``k`` draws from its own torch generat
 with :func:`shard_seed` ``(seed, k)``.  The same seed, batch size and shard size give the
 same events; the output's metadata records the seed rule and the seeds of the shards.
 
-Weights: a model trained by :func:`fastmc.train.train_from_store` knows each process's
+Weights: a model trained by :func:`fastmc.workflows.train_store.train_from_store` knows each process's
 ``cross_section_weight`` (sigma x 10/fb, the sum of the source file's weights); every
 generated event gets ``cross_section_weight / n``, so the generated sample represents the same
 cross section x luminosity as the training sample.  Without that information the weight is 1.
@@ -36,10 +36,21 @@ import torch
 
 from fastmc import __version__
 from fastmc.data.batch import RawBatch
+from fastmc.devices import resolve_device
+from fastmc.errors import ConfigError
 from fastmc.events import Events
-from fastmc.models.base import GenerativeModel, load_model
+from fastmc.models.base import Condition, GenerativeModel, is_latent
+from fastmc.models.modeldir import load_model
 
-__all__ = ["GenerateReport", "event_weight", "generate", "generate_events", "shard_seed"]
+__all__ = [
+    "GenerateReport",
+    "check_prior",
+    "event_weight",
+    "generate",
+    "generate_events",
+    "sample_batch",
+    "shard_seed",
+]
 
 SEED_RULE = "numpy.random.SeedSequence(seed, spawn_key=(shard,)).generate_state(1, uint64)[0] >> 1"
 
@@ -92,6 +103,32 @@ def _truth_stream(path: str | os.PathLike[str], batch: int, k: int) -> Iterator[
             raise ValueError(f"{path}: no events to use for the truth prior")
 
 
+def check_prior(model: GenerativeModel, prior: str) -> None:
+    """ConfigError unless ``model`` can sample from latent ``prior`` ("normal" always works)."""
+    kinds = model.prior_kinds if is_latent(model) else ("normal",)
+    if prior not in kinds:
+        if not is_latent(model):
+            raise ConfigError(
+                f"model {model.name!r} samples from its standard-normal base only (it has no "
+                f"latent prior); got prior={prior!r}, use 'normal'"
+            )
+        raise ConfigError(f"unknown prior {prior!r}; choose one of {', '.join(kinds)}")
+
+
+def sample_batch(
+    model: GenerativeModel,
+    n: int,
+    prior: str,
+    condition: Condition,
+    generator: torch.Generator,
+    truth: RawBatch | None = None,
+) -> RawBatch:
+    """``model.sample`` with ``prior``/``truth`` passed on to latent-variable models only."""
+    if is_latent(model):
+        return model.sample(n, condition=condition, generator=generator, prior=prior, truth=truth)
+    return model.sample(n, condition=condition, generator=generator)
+
+
 def generate_events(
     model: GenerativeModel,
     n: int,
@@ -115,18 +152,19 @@ def generate_events(
     first 10 batches.
     """
     if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+        raise ConfigError(f"n must be >= 0, got {n}")
     if batch_size < 1 or shard_size < 1:
-        raise ValueError("batch_size and shard_size must be >= 1")
+        raise ConfigError("batch_size and shard_size must be >= 1")
     if not 0 < min_acceptance <= 1:
-        raise ValueError(f"min_acceptance must be in (0, 1], got {min_acceptance}")
+        raise ConfigError(f"min_acceptance must be in (0, 1], got {min_acceptance}")
     if channel is not None:
         from fastmc.selection import CHANNELS
 
         if channel not in CHANNELS:
-            raise ValueError(f"unknown channel {channel!r}; choose one of {', '.join(CHANNELS)}")
+            raise ConfigError(f"unknown channel {channel!r}; choose one of {', '.join(CHANNELS)}")
+    check_prior(model, prior)
     if prior == "truth" and truth_events is None:
-        raise ValueError(
+        raise ConfigError(
             "the truth prior encodes given events and adds noise: pass truth_events "
             "(--truth-events FILE)"
         )
@@ -155,7 +193,7 @@ def generate_events(
                 truth_buf = nxt if truth_buf is None else Events.concatenate([truth_buf, nxt])
             truth = RawBatch.from_events(truth_buf[:b], device=device)
             truth_buf = truth_buf[b:]
-        raw = model.sample(b, prior=prior, process=pname, generator=gen, truth=truth)
+        raw = sample_batch(model, b, prior, Condition(process=pname), gen, truth)
         attempted += b
         events = raw.to_events(process_names=model.processes, event_id_start=accepted)
         if channel is not None:
@@ -201,7 +239,6 @@ def generate(
     number of events written after each batch.  Returns a :class:`GenerateReport`.
     """
     from fastmc.io import open_writer
-    from fastmc.train import resolve_device
 
     dev = resolve_device(device)
     model_dir = None

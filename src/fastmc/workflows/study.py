@@ -14,7 +14,7 @@ The YAML file maps onto :class:`StudyConfig`::
       - {name: ttbar, simulate: {process: ttbar, events: 100000, seed: 1}}
       - {name: sqsq, files: [../shared/data/darkmachines/sqsq1_sq1400_neut800_chan1.csv]}
     split: {val: 0.1, test: 0.3, seed: 0}
-    train: {epochs: 30, batch_size: 1000, batches_per_epoch: 100}   # fastmc.train.TrainConfig
+    train: {epochs: 30, batch_size: 1000, batches_per_epoch: 100}   # fastmc.workflows.train_config.TrainConfig
     models:
       - {model: beta-vae, grid: {beta: [0, 0.001, 0.01]}}
       - {model: alpha-vae, grid: {alpha: [0.2]}, config: {latent: 80}}
@@ -25,7 +25,7 @@ The YAML file maps onto :class:`StudyConfig`::
     generate: {events: 50000, batch_size: 10000, seed: 0}
     evaluate: {max_events: 100000, seed: 0, include_mc: true}
 
-A prior applies to the models that support it (``GenerativeModel.prior_kinds``); ``truth``
+A prior applies to the models that support it (``LatentVariableMixin.prior_kinds``; other models: normal); ``truth``
 encodes training events and adds noise (the theses' alpha-VAE mode; it needs ground truth).
 ``include_mc`` adds the store's validation split as a sample "MC (val split)": an independent
 Monte Carlo sample, the best a generator can do.
@@ -43,7 +43,9 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from fastmc.study_summary import summary_markdown, write_summary
+from fastmc.config import from_dict
+from fastmc.errors import ConfigError
+from fastmc.workflows.study_summary import StudyResult, summary_markdown, write_summary
 
 __all__ = [
     "ModelRun",
@@ -90,26 +92,26 @@ class StudyConfig:
         object.__setattr__(self, "models", tuple(self.models))
         object.__setattr__(self, "priors", tuple(self.priors))
         if not self.processes:
-            raise ValueError("a study needs at least one entry under 'processes'")
+            raise ConfigError("a study needs at least one entry under 'processes'")
         if not self.models:
-            raise ValueError("a study needs at least one entry under 'models'")
+            raise ConfigError("a study needs at least one entry under 'models'")
         names = [p.get("name") for p in self.processes]
         for p in self.processes:
             if not isinstance(p, Mapping) or not p.get("name"):
-                raise ValueError(f"each process needs a 'name', got {p!r}")
+                raise ConfigError(f"each process needs a 'name', got {p!r}")
             if ("simulate" in p) == ("files" in p):
-                raise ValueError(f"process {p['name']!r}: give exactly one of 'simulate' or 'files'")
+                raise ConfigError(f"process {p['name']!r}: give exactly one of 'simulate' or 'files'")
         if len(set(names)) != len(names):
-            raise ValueError(f"process names must be unique, got {names}")
+            raise ConfigError(f"process names must be unique, got {names}")
         for m in self.models:
             if not isinstance(m, Mapping) or "model" not in m:
-                raise ValueError(f"each model entry needs 'model', got {m!r}")
+                raise ConfigError(f"each model entry needs 'model', got {m!r}")
         for pr in self.priors:
             if not isinstance(pr, Mapping) or "kind" not in pr:
-                raise ValueError(f"each prior entry needs 'kind', got {pr!r}")
-        from fastmc.train import TrainConfig
+                raise ConfigError(f"each prior entry needs 'kind', got {pr!r}")
+        from fastmc.workflows.train_config import TrainConfig
 
-        TrainConfig(**self.train)  # validates the training section early
+        from_dict(TrainConfig, self.train, source="train")  # validates the training section early
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -123,12 +125,12 @@ def load_study_config(path: str | os.PathLike[str]) -> StudyConfig:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
+        raise ConfigError(f"{path}: expected a mapping at the top level")
     unknown = set(data) - {f.name for f in dataclasses.fields(StudyConfig)}
     if unknown:
-        raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
+        raise ConfigError(f"{path}: unknown keys {sorted(unknown)}")
     for proc in data.get("processes", []):
         if isinstance(proc, dict) and "files" in proc:
             proc["files"] = [str(path.parent / f) if not os.path.isabs(f) else f for f in proc["files"]]
@@ -163,7 +165,7 @@ def expand_runs(config: StudyConfig) -> list[ModelRun]:
             runs.append(ModelRun(label=label, model=entry["model"], config={**fixed, **params}))
     labels = [r.label for r in runs]
     if len(set(labels)) != len(labels):
-        raise ValueError(f"model labels must be unique; give entries a 'label': {labels}")
+        raise ConfigError(f"model labels must be unique; give entries a 'label': {labels}")
     return runs
 
 
@@ -181,18 +183,6 @@ def _prior_variants(config: StudyConfig, kinds: tuple[str, ...]) -> list[tuple[s
         else:
             out.append((kind, kind, None))
     return out
-
-
-@dataclasses.dataclass
-class StudyResult:
-    """Rows of the ranking (one per process, model and prior) and where things were written."""
-
-    rows: list[dict[str, Any]]
-    reports: dict[str, Path]
-    output: Path
-
-    def table(self) -> list[dict[str, Any]]:
-        return self.rows
 
 
 def _log_default(msg: str) -> None:  # the library never prints; the CLI passes a logger
@@ -243,13 +233,14 @@ def _store(config: StudyConfig, name: str, files: list[str], out: Path, fresh: b
 def _train(config: StudyConfig, run: ModelRun, store: Path, model_dir: Path, fresh: bool,
            progress: ProgressFactory, log: Callable[[str], None]) -> float:
     """Train (or reuse) one model; returns the training time in seconds."""
-    from fastmc.train import TrainConfig, train_from_store
+    from fastmc.workflows.train_config import TrainConfig
+    from fastmc.workflows.train_store import train_from_store
 
     done = model_dir / "study_done.json"
     if done.exists() and not fresh:
         log(f"reusing trained model {model_dir}")
         return float(json.loads(done.read_text()).get("seconds", float("nan")))
-    tc = TrainConfig(**config.train)
+    tc = from_dict(TrainConfig, config.train, source="train")
     total = tc.epochs * tc.batches_per_epoch
     with progress(f"train {run.label}", total) as advance:
         res = train_from_store(store, model_dir, model_name=run.model, model_config=run.config,
@@ -270,30 +261,21 @@ def _truth_file(store_path: Path, fresh: bool) -> Path:
     return path
 
 
-def _train_batches(store: Any, process: str, model_index: int, max_events: int = 200_000):
-    """RawBatches of the train split of one process, labelled with the model's process index."""
-    import numpy as np
-
-    from fastmc.train import raw_from_events
-
-    ev = store.events("train", process)
-    for s in range(0, min(len(ev), max_events), 10_000):
-        part = ev[s : min(s + 10_000, max_events)]
-        yield raw_from_events(part, process=np.full(len(part), model_index))
-
-
 def _generate_all(config: StudyConfig, run: ModelRun, proc_name: str, store: Path, model_dir: Path,
                   gen_dir: Path, fresh: bool, progress: ProgressFactory,
                   log: Callable[[str], None]) -> list[dict[str, Any]]:
     """Fit each prior of the grid and generate a sample with it; one dict per sample."""
     from fastmc.data.store import open_store
-    from fastmc.generate import generate
-    from fastmc.models.base import load_model
+    from fastmc.models.base import is_latent
+    from fastmc.models.modeldir import load_model
+    from fastmc.workflows.generate import generate
+    from fastmc.workflows.priors import fit_prior
 
     gcfg = {"events": 50_000, "batch_size": 10_000, "seed": 0, **config.generate}
     model = load_model(model_dir, device="cpu")
     samples = []
-    for label, kind, comps in _prior_variants(config, model.prior_kinds):
+    kinds = model.prior_kinds if is_latent(model) else ("normal",)
+    for label, kind, comps in _prior_variants(config, kinds):
         out = gen_dir / f"{run.label}__{label}.parquet"
         info_path = out.with_suffix(".json")
         if out.exists() and info_path.exists() and not fresh:
@@ -304,8 +286,8 @@ def _generate_all(config: StudyConfig, run: ModelRun, proc_name: str, store: Pat
             st = open_store(store)
             t0 = time.perf_counter()
             with progress(f"fit {label} prior ({run.label})", 500) as advance:
-                model.fit_prior(kind, _train_batches(st, proc_name, model.process_index(proc_name)),
-                                process=proc_name, components=comps, seed=0, progress=advance)
+                fit_prior(model, st, kind, process=proc_name, components=comps, seed=0,
+                          progress=advance)
             t_fit = time.perf_counter() - t0
         truth = _truth_file(store, fresh) if kind == "truth" else None
         with progress(f"generate {run.label} / {label}", gcfg["events"]) as advance:
@@ -383,5 +365,5 @@ def run_study(
                          "train_s": train_s.get(s.get("model", ""), None),
                          "n_reference": len(reference)})
     result = StudyResult(rows=rows, reports=reports, output=out)
-    write_summary(config, result)
+    write_summary(result, name=config.name, config=config.to_dict())
     return result

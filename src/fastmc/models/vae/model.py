@@ -1,6 +1,6 @@
 """The theses' generators: beta-VAE and alpha-VAE (experiment II architecture).
 
-Inputs come from :class:`fastmc.data.encoding.Encoding` (default kind ``"thesis"``): object
+Inputs come from :class:`fastmc.models.vae.encoding.Encoding` (default kind ``"thesis"``): object
 types one-hot [B, K, 8] (class 0 = padding), object features [B, K, 4] = (log10 E/GeV,
 log10 pT/GeV, eta, phi) and MET [B, 2] = (log10 MET/GeV, METphi).
 
@@ -27,7 +27,7 @@ describes that layer and "80" where it describes the latent space, so 80 is the 
 consistent with both.  It also keeps the decoder at the ~2.4 MFLOP per event the performance
 targets assume and makes a full-covariance mixture prior 4x cheaper to fit than at 160.
 
-The model holds no I/O: saving and loading is :mod:`fastmc.models.base`'s job.
+The model holds no I/O: saving and loading is :mod:`fastmc.models.modeldir`'s job.
 """
 
 from __future__ import annotations
@@ -40,89 +40,11 @@ import torch
 from torch import nn
 
 from fastmc.data.batch import RawBatch
-from fastmc.data.encoding import Encoding, EncodingConfig
-from fastmc.events import DEFAULT_MAX_OBJECTS
-from fastmc.models.base import GenerativeModel, register_model
+from fastmc.models.base import Condition, GenerativeModel, LatentVariableMixin, register_model
+from fastmc.models.vae.config import AlphaVAEConfig, BetaVAEConfig, VAEConfig
+from fastmc.models.vae.encoding import Encoding, EncodingConfig
 
 __all__ = ["VAE", "AlphaVAE", "AlphaVAEConfig", "BetaVAE", "BetaVAEConfig", "VAEConfig"]
-
-
-def _check_widths(name: str, widths: Any, allow_empty: bool = False) -> None:
-    if not isinstance(widths, tuple) or not all(
-        isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths
-    ):
-        raise ValueError(f"{name} must be a tuple of positive ints, got {widths!r}")
-    if not widths and not allow_empty:
-        raise ValueError(f"{name} needs at least one layer")
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class VAEConfig:
-    """Settings shared by both VAE variants (defaults: the theses' experiment II).
-
-    Attributes
-    ----------
-    latent_dim : int            latent size (80, see the module docstring)
-    branch_widths : tuple[int]  Dense layers of each encoder input branch (512, 512)
-    trunk_widths : tuple[int]   Dense layers after concatenating the branches (512, 512)
-    decoder_widths : tuple[int] Dense layers of the decoder before the heads (512, 512)
-    head_width : int            hidden Dense layer of each decoder head (512)
-    max_objects : int           K, object slots per event (19)
-    encoding : str              encoding kind, "thesis" or "physics" (fastmc.data.encoding)
-    standardize : bool          standardise features with training statistics (False)
-    sample_types : bool         at generation, sample object types from the softmax instead
-                                of taking the argmax (False: the theses' argmax)
-    """
-
-    latent_dim: int = 80
-    branch_widths: tuple[int, ...] = (512, 512)
-    trunk_widths: tuple[int, ...] = (512, 512)
-    decoder_widths: tuple[int, ...] = (512, 512)
-    head_width: int = 512
-    max_objects: int = DEFAULT_MAX_OBJECTS
-    encoding: str = "thesis"
-    standardize: bool = False
-    sample_types: bool = False
-
-    def __post_init__(self) -> None:
-        for name in ("branch_widths", "trunk_widths", "decoder_widths"):
-            value = getattr(self, name)
-            if isinstance(value, list):
-                object.__setattr__(self, name, tuple(value))
-            _check_widths(name, getattr(self, name), allow_empty=name != "branch_widths")
-        for name in ("latent_dim", "head_width", "max_objects"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if self.encoding not in ("thesis", "physics"):
-            raise ValueError(f"encoding must be 'thesis' or 'physics', got {self.encoding!r}")
-        for name in ("standardize", "sample_types"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class BetaVAEConfig(VAEConfig):
-    """beta-VAE: ``beta`` weighs the KL term (theses: 0.001)."""
-
-    beta: float = 1e-3
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not isinstance(self.beta, int | float) or isinstance(self.beta, bool) or self.beta < 0:
-            raise ValueError(f"beta must be a number >= 0, got {self.beta!r}")
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class AlphaVAEConfig(VAEConfig):
-    """alpha-VAE: ``alpha`` is the standard deviation of the latent noise (theses: 0.2)."""
-
-    alpha: float = 0.2
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not isinstance(self.alpha, int | float) or isinstance(self.alpha, bool) or self.alpha < 0:
-            raise ValueError(f"alpha must be a number >= 0, got {self.alpha!r}")
 
 
 def _mlp(n_in: int, widths: tuple[int, ...]) -> tuple[nn.Sequential, int]:
@@ -133,7 +55,7 @@ def _mlp(n_in: int, widths: tuple[int, ...]) -> tuple[nn.Sequential, int]:
     return nn.Sequential(*layers), n_in
 
 
-class VAE(GenerativeModel):
+class VAE(LatentVariableMixin, GenerativeModel):
     """Common machinery of :class:`BetaVAE` and :class:`AlphaVAE` (see the module docstring)."""
 
     prior_kinds: ClassVar[tuple[str, ...]] = ("normal", "bgmm", "gmm", "truth")
@@ -143,6 +65,7 @@ class VAE(GenerativeModel):
 
     def __init__(self, config: VAEConfig, *, processes: Any = ("unknown",)) -> None:
         super().__init__(config, processes=processes)
+        self.priors: dict[tuple[str, str], Any] = {}
         c = config
         k = c.max_objects
         self.encoding = Encoding(
@@ -301,11 +224,17 @@ class VAE(GenerativeModel):
         self,
         n: int,
         *,
-        prior: str = "normal",
-        process: str | None = None,
+        condition: Condition | None = None,
         generator: torch.Generator | None = None,
+        prior: str = "normal",
         truth: RawBatch | None = None,
     ) -> RawBatch:
+        """``n`` events (RawBatch on the model's device, GeV) decoded from latent ``prior``.
+
+        ``prior``: one of :attr:`prior_kinds` (bgmm/gmm: fitted for the condition's process);
+        ``truth``: the ``n`` input events of the ``"truth"`` prior.
+        """
+        process = None if condition is None else condition.process
         was_training = self.training
         self.eval()
         try:
@@ -315,6 +244,13 @@ class VAE(GenerativeModel):
             return self.decode(z, process=self.process_index(process), generator=generator)
         finally:
             self.train(was_training)
+
+    @staticmethod
+    def prior_from_state(description: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> Any:
+        """A latent prior from its saved description and tensors."""
+        from fastmc.models.vae.priors import prior_from_state
+
+        return prior_from_state(description, tensors)
 
     def core_runner(
         self, batch_size: int, *, device: torch.device | str = "cpu"
@@ -392,11 +328,11 @@ class VAE(GenerativeModel):
     ) -> dict[str, Any]:
         """Fit a ``"bgmm"`` or ``"gmm"`` prior on latent codes of ``process`` events.
 
-        ``options`` go to :func:`fastmc.models.priors.fit_bgmm` / :func:`fit_gmm`
+        ``options`` go to :func:`fastmc.models.vae.prior_fit.fit_bgmm` / :func:`fit_gmm`
         (``max_iter``, ``tol``, ``reg_covar``, ...), except ``codes`` ("posterior" or "mean",
         see :meth:`latent_codes`).  Returns the fit report.
         """
-        from fastmc.models import priors
+        from fastmc.models.vae import prior_fit
 
         if kind not in ("bgmm", "gmm"):
             raise ValueError(f"prior {kind!r} has nothing to fit; fit 'bgmm' or 'gmm'")
@@ -404,9 +340,9 @@ class VAE(GenerativeModel):
         codes = options.pop("codes", "posterior")
         z = self.latent_codes(batches, process=name, max_events=max_events, codes=codes, seed=seed)
         if kind == "bgmm":
-            fitted = priors.fit_bgmm(z, components=components, seed=seed, progress=progress, **options)
+            fitted = prior_fit.fit_bgmm(z, components=components, seed=seed, progress=progress, **options)
         else:
-            fitted = priors.fit_gmm(
+            fitted = prior_fit.fit_gmm(
                 z, components=components, seed=seed, progress=progress, device=z.device, **options
             )
         fitted.report["process"] = name

@@ -7,7 +7,7 @@ import math
 import torch
 
 from fastmc.data.batch import RawBatch
-from fastmc.models.flow import _mirror_half
+from fastmc.models.flow.model import _mirror_half
 
 
 def _batch(n: int = 4000) -> RawBatch:

@@ -1,0 +1,161 @@
+"""Training from an event store: the data side of ``fastmc train``.
+
+:func:`train_from_store` opens a store made by ``fastmc prepare``, builds the model (or reads
+it back with ``resume``), fits its data-dependent state on training events, and runs
+:func:`fastmc.workflows.train.train_model` with the balanced loader
+(:class:`fastmc.data.loader.EventLoader`) on the ``train`` split and the ``val`` split for
+validation.  The model directory records the store's provenance and each process's
+training-sample weights (what :mod:`fastmc.workflows.generate` gives generated events).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fastmc.config import from_dict
+from fastmc.data.batch import RawBatch, cat_batches, raw_from_events
+from fastmc.devices import resolve_device
+from fastmc.models.base import GenerativeModel, build_model
+from fastmc.models.modeldir import ModelDir
+from fastmc.workflows.train import train_model
+from fastmc.workflows.train_config import TrainConfig, TrainResult
+
+__all__ = ["store_batches", "train_from_store"]
+
+
+def store_batches(
+    events_list: list[Any], batch_size: int, limit: int, device: torch.device | str = "cpu"
+) -> Iterator[RawBatch]:
+    """Sequential RawBatches over (memory-mapped) Events, at most ``limit`` events in all."""
+    left = limit
+    for ev in events_list:
+        for s in range(0, len(ev), batch_size):
+            if left <= 0:
+                return
+            part = ev[s : s + min(batch_size, left)]
+            left -= len(part)
+            yield raw_from_events(part, device=device)
+
+
+def _provenance(store: Any, process: str | None) -> dict[str, Any]:
+    meta = store.meta
+    return {
+        "store": str(Path(store.path).resolve()),
+        "store_schema_version": meta.get("schema_version"),
+        "store_seed": meta.get("seed"),
+        "fractions": meta.get("fractions"),
+        "counts": meta.get("counts"),
+        "sources": [
+            {k: s.get(k) for k in ("name", "sha256", "events", "size")} for s in store.sources
+        ],
+        "process": process,
+    }
+
+
+def _process_info(store: Any, processes: tuple[str, ...]) -> dict[str, Any]:
+    xsec = store.meta.get("cross_section_weight", {})
+    out = {}
+    for p in processes:
+        out[p] = {
+            "train_events": store.n_events("train", p),
+            "train_weight_sum": store.weight_sum("train", p),
+            # sigma x 10/fb summed over every split: what a generated sample should total
+            "cross_section_weight": float(xsec.get(p, store.weight_sum("train", p))),
+        }
+    return out
+
+
+def _split_events(store: Any, split: str, processes: tuple[str, ...]) -> list[Any]:
+    """Events of ``split`` per process, process codes re-indexed into ``processes``."""
+    out = []
+    for i, p in enumerate(processes):
+        ev = store.events(split, p)
+        out.append(dataclasses.replace(ev, process_code=ev.process_code * 0 + i,
+                                       process_names=processes))
+    return out
+
+
+def _loader_batches(store: Any, processes: tuple[str, ...], config: TrainConfig):
+    """``train_batches(epoch)`` of the balanced loader, process codes -> the model's."""
+    from fastmc.data.loader import EventLoader
+
+    store_idx = [store.process_index(p) for p in processes]
+    remap = torch.full((len(store.processes),), -1, dtype=torch.long)
+    remap[store_idx] = torch.arange(len(processes))
+    loader = EventLoader(store, "train", batch_size=config.batch_size,
+                         batches_per_epoch=config.batches_per_epoch, mode=config.loader_mode,
+                         seed=config.seed, processes=list(processes))
+
+    def train_batches(epoch: int) -> Iterator[RawBatch]:
+        loader.set_epoch(epoch)
+        for raw in loader:
+            raw.process = remap[raw.process]
+            yield raw
+
+    return train_batches
+
+
+def _build(store: Any, mdir: ModelDir, model_name: str, model_config: Mapping[str, Any] | None,
+           config: TrainConfig, resume: bool) -> tuple[GenerativeModel, TrainConfig]:
+    """The model to train (fresh, or as recorded in ``mdir`` with ``resume``) and its settings."""
+    saved_info: dict[str, Any] = {}
+    if resume:
+        desc = mdir.read_config()
+        model_name, model_config = desc["model"], desc["model_config"]
+        saved = from_dict(TrainConfig, desc["train_config"], source=str(mdir.path))
+        config = dataclasses.replace(saved, epochs=max(saved.epochs, config.epochs))
+        saved_info = dict(desc.get("info") or {})
+    if config.process is not None:
+        store.process_index(config.process)  # ValueError for an unknown process
+    processes = store.processes if config.process is None else (config.process,)
+    torch.manual_seed(config.seed)
+    model = build_model(model_name, dict(model_config or {}), processes=processes)
+    model.info = {**saved_info, "processes": _process_info(store, processes)}
+    return model, config
+
+
+def train_from_store(
+    store_path: str | os.PathLike[str],
+    model_dir: str | os.PathLike[str],
+    *,
+    model_name: str = "beta-vae",
+    model_config: Mapping[str, Any] | None = None,
+    config: TrainConfig | None = None,
+    resume: bool = False,
+    progress: Callable[[int], None] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> TrainResult:
+    """Train ``model_name`` on an event store's ``train`` split, validate on its ``val`` split.
+
+    ``model_config`` overrides the model's default settings (dict).  With ``resume`` the
+    model and training settings are read back from ``model_dir`` (``config`` may raise
+    ``epochs``).  See :func:`fastmc.workflows.train.train_model` for the rest.
+    """
+    from fastmc.data.store import open_store
+
+    store = open_store(store_path)
+    mdir = ModelDir(model_dir)
+    model, config = _build(store, mdir, model_name, model_config, config or TrainConfig(), resume)
+    processes = model.processes
+    if not resume:
+        fit = list(store_batches(_split_events(store, "train", processes), config.fit_events,
+                                 config.fit_events))
+        if fit:
+            model.fit_data(cat_batches(fit))
+    val_events = _split_events(store, "val", processes)
+    device = resolve_device(config.device)
+
+    def val_batches() -> Iterable[RawBatch]:
+        per = max(1, config.val_events // max(1, len(val_events)))
+        for ev in val_events:
+            yield from store_batches([ev], config.batch_size, per, device)
+
+    return train_model(model, _loader_batches(store, processes, config), val_batches, config,
+                       model_dir, data=_provenance(store, config.process), resume=resume,
+                       progress=progress, on_epoch=on_epoch)
