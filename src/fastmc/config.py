@@ -126,9 +126,10 @@ def _range_error(value: Any, meta: Mapping[str, Any]) -> str | None:
         for key, ok, op in checks:
             bound = meta.get(key)
             if bound is not None and not ok(item, bound):
+                many = isinstance(value, tuple)
                 if key == "ge" and bound == 1 and isinstance(item, int):
-                    return "must be a positive integer"
-                return f"must be {op} {bound}"
+                    return "must be a list of positive integers" if many else "must be a positive integer"
+                return f"entries must be {op} {bound}" if many else f"must be {op} {bound}"
     return None
 
 

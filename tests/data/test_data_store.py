@@ -239,6 +239,16 @@ def test_summary_table_and_cli(real_files: list[Path], tmp_path: Path) -> None:
     assert res.exit_code == 1 and "--overwrite" in res.output
     res = runner.invoke(app, ["prepare", str(tmp_path / "nope.csv"), "-o", str(tmp_path / "t")])
     assert res.exit_code == 1 and "nope.csv" in res.output
+    # the same --on-error {raise,skip} spelling as `fastmc convert` and `fastmc info`
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(real_files[3].read_bytes()[:2000].rsplit(b"\n", 2)[0] + b"\n1;x;1;abc;0.1;\n")
+    res = runner.invoke(app, ["prepare", str(bad), "-o", str(tmp_path / "b")])
+    assert res.exit_code == 1 and "bad.csv" in res.output
+    res = runner.invoke(app, ["prepare", str(bad), "-o", str(tmp_path / "b"), "--on-error", "skip"])
+    assert res.exit_code == 0, res.output
+    assert EventStore(tmp_path / "b").meta["skipped"] == 1
+    res = runner.invoke(app, ["prepare", str(bad), "-o", str(tmp_path / "c"), "--on-error", "x"])
+    assert res.exit_code == 1 and "--on-error" in res.output
     console = Console(record=True, width=150)
     console.print(summary_table(tmp_path / "s"))
     text = console.export_text()

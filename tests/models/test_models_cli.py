@@ -108,3 +108,25 @@ def test_real_file_train_generate_read_back(data_dir: Path, tmp_path: Path) -> N
     assert ev.weight.sum() == pytest.approx(0.0011333, rel=1e-3)
     phys = physicality(ev)
     assert phys["known_types"] == phys["phi"] == phys["order"] == 1.0
+
+
+def test_train_set_is_typed_by_the_model_config(tiny_store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "beta"
+    sets = [f"--set={k}={','.join(map(str, v)) if isinstance(v, tuple) else v}"
+            for k, v in TINY.items() if k != "latent_dim"]
+    res = invoke("train", tiny_store, "-o", out, "--model", "beta-vae", *sets, "--set",
+                 "latent_dim=3", "--set", "beta=0.5", "--set", "train.min_delta=0.25",
+                 "--set", "train.val_events=60", "--epochs", "1", "--batches-per-epoch", "1",
+                 "--batch-size", "64", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    desc = json.loads((out / "config.json").read_text())
+    assert desc["model_config"]["latent_dim"] == 3 and desc["model_config"]["beta"] == 0.5
+    assert desc["model_config"]["decoder_widths"] == list(TINY["decoder_widths"])
+    assert desc["train_config"]["min_delta"] == 0.25
+    res = invoke("train", tiny_store, "-o", tmp_path / "x", "--set", "nope=1")
+    assert res.exit_code == 1 and "unknown BetaVAEConfig setting 'nope'" in res.output
+    res = invoke("train", tiny_store, "-o", tmp_path / "x", "--set", "latent_dim=many")
+    assert res.exit_code == 1 and "latent_dim must be an integer" in res.output
+    res = invoke("train", tiny_store, "-o", tmp_path / "x", "--set", "latent_dim")
+    assert res.exit_code == 1 and "key=value" in res.output
+    assert not (tmp_path / "x").exists()

@@ -129,6 +129,52 @@ def sample_batch(
     return model.sample(n, condition=condition, generator=generator)
 
 
+def _check_arguments(
+    model: GenerativeModel,
+    n: int,
+    prior: str,
+    batch_size: int,
+    shard_size: int,
+    channel: str | None,
+    truth_events: str | os.PathLike[str] | None,
+    min_acceptance: float,
+) -> None:
+    """ConfigError for arguments of :func:`generate_events` that cannot work."""
+    if n < 0:
+        raise ConfigError(f"n must be >= 0, got {n}")
+    if batch_size < 1 or shard_size < 1:
+        raise ConfigError("batch_size and shard_size must be >= 1")
+    if not 0 < min_acceptance <= 1:
+        raise ConfigError(f"min_acceptance must be in (0, 1], got {min_acceptance}")
+    if channel is not None:
+        from fastmc.selection import CHANNELS
+
+        if channel not in CHANNELS:
+            raise ConfigError(f"unknown channel {channel!r}; choose one of {', '.join(CHANNELS)}")
+    check_prior(model, prior)
+    if prior == "truth" and truth_events is None:
+        raise ConfigError(
+            "the truth prior encodes given events and adds noise: pass truth_events "
+            "(--truth-events FILE)"
+        )
+
+
+class _TruthBatches:
+    """Input events of the truth prior, ``take(b)`` at a time, cycling through the file."""
+
+    def __init__(self, path: str | os.PathLike[str], batch: int, k: int) -> None:
+        self._stream = _truth_stream(path, batch, k)
+        self._buffer: Events | None = None
+
+    def take(self, b: int, device: torch.device) -> RawBatch:
+        while self._buffer is None or len(self._buffer) < b:
+            nxt = next(self._stream)
+            self._buffer = nxt if self._buffer is None else Events.concatenate([self._buffer, nxt])
+        out = RawBatch.from_events(self._buffer[:b], device=device)
+        self._buffer = self._buffer[b:]
+        return out
+
+
 def generate_events(
     model: GenerativeModel,
     n: int,
@@ -151,30 +197,13 @@ def generate_events(
     Raises ValueError if a channel keeps less than ``min_acceptance`` of the events after the
     first 10 batches.
     """
-    if n < 0:
-        raise ConfigError(f"n must be >= 0, got {n}")
-    if batch_size < 1 or shard_size < 1:
-        raise ConfigError("batch_size and shard_size must be >= 1")
-    if not 0 < min_acceptance <= 1:
-        raise ConfigError(f"min_acceptance must be in (0, 1], got {min_acceptance}")
-    if channel is not None:
-        from fastmc.selection import CHANNELS
-
-        if channel not in CHANNELS:
-            raise ConfigError(f"unknown channel {channel!r}; choose one of {', '.join(CHANNELS)}")
-    check_prior(model, prior)
-    if prior == "truth" and truth_events is None:
-        raise ConfigError(
-            "the truth prior encodes given events and adds noise: pass truth_events "
-            "(--truth-events FILE)"
-        )
+    _check_arguments(model, n, prior, batch_size, shard_size, channel, truth_events, min_acceptance)
     pidx = model.process_index(process)
     pname = model.processes[pidx]
     weight = event_weight(model, pname, n)
     device = model.device
     k = getattr(model.config, "max_objects", None) or 19
-    truth_iter = _truth_stream(truth_events, batch_size, k) if prior == "truth" else None
-    truth_buf: Events | None = None
+    truth_batches = _TruthBatches(truth_events, batch_size, k) if prior == "truth" else None
     stats = stats if stats is not None else {}
     accepted = attempted = passed = 0
     shard = -1
@@ -186,13 +215,7 @@ def generate_events(
             gen = torch.Generator(device=device).manual_seed(shard_seed(seed, shard))
         left_in_shard = (shard + 1) * shard_size - attempted
         b = min(batch_size, left_in_shard, n - accepted if channel is None else batch_size)
-        truth = None
-        if truth_iter is not None:
-            while truth_buf is None or len(truth_buf) < b:
-                nxt = next(truth_iter)
-                truth_buf = nxt if truth_buf is None else Events.concatenate([truth_buf, nxt])
-            truth = RawBatch.from_events(truth_buf[:b], device=device)
-            truth_buf = truth_buf[b:]
+        truth = truth_batches.take(b, device) if truth_batches is not None else None
         raw = sample_batch(model, b, prior, Condition(process=pname), gen, truth)
         attempted += b
         events = raw.to_events(process_names=model.processes, event_id_start=accepted)
@@ -203,7 +226,7 @@ def generate_events(
             passed += int(keep.sum())
             events = events[keep][: n - accepted]
             if attempted >= 10 * batch_size and passed < min_acceptance * attempted:
-                raise ValueError(
+                raise ConfigError(
                     f"only {passed} of {attempted} generated events pass "
                     f"{channel}; the model does not produce this selection. Train longer or "
                     "generate without --channel."

@@ -41,6 +41,12 @@ def test_train_and_generate_flow(tiny_store: Path, tmp_path: Path, mode: str) ->
     ev = read_events(out)
     assert len(ev) == 120
     assert (ev.p4[..., 0] >= ev.p4[..., 1] * np.cosh(ev.p4[..., 2]))[ev.types > 0].all()
+    if mode == "coupling":  # latent options are refused with one clear line
+        res = runner.invoke(app, ["fit-prior", str(model_dir), "--prior", "gmm"])
+        assert res.exit_code == 1 and "no latent prior to fit" in res.output
+        res = runner.invoke(app, ["generate", str(model_dir), "-n", "5", "-o", str(out),
+                                  "--prior", "gmm"])
+        assert res.exit_code == 1 and "standard-normal base only" in res.output
 
 
 def test_flow_mode_flag_is_for_flows_only(tiny_store: Path, tmp_path: Path) -> None:

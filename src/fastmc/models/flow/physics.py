@@ -44,7 +44,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from fastmc.config import check_config, setting
 from fastmc.data.batch import RawBatch
+from fastmc.errors import ConfigError
 from fastmc.events import GROUP_OF_TYPE
 from fastmc.models.flow.separation import separate_jets, wrap_angle
 
@@ -84,18 +86,15 @@ def sort_dark_machines(types: torch.Tensor, p4: torch.Tensor) -> tuple[torch.Ten
 class SlotLayout:
     """Number of slots per object group (jets incl. b-jets, electrons, muons, photons)."""
 
-    jets: int
-    electrons: int
-    muons: int
-    photons: int
+    jets: int = setting(ge=0)
+    electrons: int = setting(ge=0)
+    muons: int = setting(ge=0)
+    photons: int = setting(ge=0)
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if not isinstance(v, int) or v < 0:
-                raise ValueError(f"SlotLayout.{f.name} must be an integer >= 0, got {v!r}")
+        check_config(self)
         if self.n_slots == 0:
-            raise ValueError("SlotLayout needs at least one slot")
+            raise ConfigError("SlotLayout needs at least one slot")
 
     @property
     def sizes(self) -> tuple[int, int, int, int]:
