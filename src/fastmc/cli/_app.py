@@ -62,6 +62,7 @@ def on_error_option():
     return typer.Option(
         "raise",
         "--on-error",
+        metavar="raise|skip",
         help="raise: stop at the first malformed line (exit 1, nothing written); "
         "skip: skip malformed lines, count them and say why.",
     )

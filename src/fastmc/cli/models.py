@@ -76,6 +76,7 @@ def train_cmd(
     set_: list[str] = typer.Option(
         [],
         "--set",
+        metavar="KEY=VALUE",
         help="Model setting KEY=VALUE, typed by the model's config (repeatable), e.g. "
         "--set latent_dim=40 --set decoder_widths=256,256; train.KEY=VALUE sets a training "
         "setting (e.g. train.min_delta=0.01).",

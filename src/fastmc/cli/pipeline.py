@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from fastmc.cli._app import app, console, errors_as_exit, fail, progress_bar
+from fastmc.cli._app import app, console, errors_as_exit, progress_bar
 
 
 def _summary_table(rows: list[dict[str, Any]], title: str) -> Table:
@@ -65,10 +65,7 @@ def _run(config: Any, fresh: bool, title: str) -> None:
         console.print(f"[dim]{msg}[/]", highlight=False)
 
     with errors_as_exit():
-        try:
-            result = run_study(config, fresh=fresh, progress=progress, log=log)
-        except (ValueError, FileNotFoundError) as exc:
-            raise fail(str(exc)) from None
+        result = run_study(config, fresh=fresh, progress=progress, log=log)
     console.print(_summary_table(result.rows, title))
     console.print(
         "AUC: classifier two-sample test vs held-out MC (0.5 = indistinguishable). W1/floor: "
@@ -101,7 +98,7 @@ def demo_cmd(
     Under 20 minutes on 2 cores with the defaults; re-running reuses finished stages."""
     from fastmc.workflows.demo import demo_config
 
-    try:
+    with errors_as_exit():
         config = demo_config(
             output=str(output),
             events=events,
@@ -110,8 +107,6 @@ def demo_cmd(
             generate_events=generate_events,
             flow=flow,
         )
-    except ValueError as exc:
-        raise fail(str(exc)) from None
     _run(config, fresh, "fastmc demo: ttbar, generators vs held-out Pythia events")
 
 
@@ -129,12 +124,8 @@ def study_cmd(
 
     from fastmc.workflows.study import load_study_config
 
-    try:
+    with errors_as_exit():
         config = load_study_config(config_file)
-    except ValueError as exc:
-        raise fail(str(exc)) from None
-    except (FileNotFoundError, TypeError) as exc:
-        raise fail(f"{config_file}: {exc}") from None
     if output is not None:
         config = dataclasses.replace(config, output=str(output))
     _run(config, fresh, f"fastmc study: {config.name}")

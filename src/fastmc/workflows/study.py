@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from fastmc.config import from_dict
+from fastmc.config import check_config, from_dict
 from fastmc.errors import ConfigError
 from fastmc.workflows.study_summary import StudyResult, summary_markdown, write_summary
 
@@ -91,6 +91,7 @@ class StudyConfig:
         object.__setattr__(self, "processes", tuple(self.processes))
         object.__setattr__(self, "models", tuple(self.models))
         object.__setattr__(self, "priors", tuple(self.priors))
+        check_config(self)
         if not self.processes:
             raise ConfigError("a study needs at least one entry under 'processes'")
         if not self.models:
@@ -134,7 +135,7 @@ def load_study_config(path: str | os.PathLike[str]) -> StudyConfig:
     for proc in data.get("processes", []):
         if isinstance(proc, dict) and "files" in proc:
             proc["files"] = [str(path.parent / f) if not os.path.isabs(f) else f for f in proc["files"]]
-    return StudyConfig(**data)
+    return from_dict(StudyConfig, data, source=str(path))
 
 
 @dataclasses.dataclass(frozen=True)
