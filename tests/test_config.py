@@ -73,3 +73,9 @@ def test_parse_assignments_is_typed_by_the_fields() -> None:
         parse_assignments(_Example, ["n"])
     with pytest.raises(ConfigError, match="unknown _Example setting 'm'"):
         parse_assignments(_Example, ["m=1"])
+
+
+def test_a_single_value_of_a_list_setting() -> None:
+    assert parse_assignments(_Example, ["widths=16"]) == {"widths": (16,)}
+    with pytest.raises(ConfigError, match=r"widths must be a list of integers, got \('a',\)"):
+        from_dict(_Example, parse_assignments(_Example, ["widths=a"]))

@@ -68,7 +68,9 @@ def _type_name(tp: Any) -> str:
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
     if origin is tuple:
-        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+        item = typing.get_args(tp)[0]
+        plural = {int: "integers", float: "numbers", str: "strings", bool: "booleans"}
+        return f"a list of {plural.get(item, _type_name(item))}"
     if tp is type(None):
         return "null"
     names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
@@ -203,9 +205,9 @@ def _parse_value(text: str, tp: Any) -> Any:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
-    if isinstance(value, list | tuple) or (typing.get_origin(tp) is tuple and "," in text):
+    if typing.get_origin(tp) is tuple:  # "512,512", "[512, 512]" or a single "512"
         items = value if isinstance(value, list | tuple) else text.split(",")
-        return tuple(yaml.safe_load(str(v)) if isinstance(v, str) else v for v in items)
+        return tuple(yaml.safe_load(v) if isinstance(v, str) else v for v in items)
     return value
 
 
