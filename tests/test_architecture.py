@@ -128,3 +128,14 @@ def test_only_modeldir_touches_model_files() -> None:
     owners = {name for name, path in MODULES.items()
               if any(f'"{n}"' in path.read_text() for n in names)}
     assert owners == {"fastmc.models.modeldir"}
+
+
+def test_workflow_functions_stay_short() -> None:
+    """Orchestration reads top to bottom: no function of fastmc.workflows over 80 lines."""
+    long = []
+    for name, path in MODULES.items():
+        if name.startswith("fastmc.workflows"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.FunctionDef) and node.end_lineno - node.lineno >= 80:
+                    long.append(f"{name}.{node.name}: {node.end_lineno - node.lineno + 1} lines")
+    assert long == []
