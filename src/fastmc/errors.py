@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "CorruptStoreError",
     "EventFormatError",
     "FastMCError",
     "MissingExtraError",
@@ -72,3 +73,7 @@ def require(module: str, extra: str):
             f"{module} is needed for this feature; install it with "
             f"`pip install 'fastmc[{extra}]'` (or `make install`)"
         ) from exc
+
+
+class CorruptStoreError(StaleStoreError):
+    """An event store's ``meta.json`` or one of its shards is damaged or was edited."""

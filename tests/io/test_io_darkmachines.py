@@ -164,8 +164,10 @@ def test_write_sorts_and_skips_padding(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"met": np.array([np.nan])}, "non-finite"),
-        ({"weight": np.array([np.inf])}, "non-finite event weights"),
+        ({"met": np.array([np.nan])}, "field MET of entry 0 .*expected a finite number"),
+        ({"weight": np.array([np.inf])}, "field weight of entry 0 .*expected a finite number"),
+        ({"types": np.array([[1, 9]], np.int8)}, "field object 2 type of entry 0"),
+        ({"process": "a\tb"}, "cannot be written"),
         ({"process": "a;b"}, "cannot be written"),
     ],
 )

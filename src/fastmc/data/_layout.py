@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 #: Bumped whenever the on-disk layout changes; stores of another version must be re-prepared.
-SCHEMA_VERSION = 1
+#: Version 2 added ``files`` (every shard's size and CRC-32) to ``meta.json``.
+SCHEMA_VERSION = 2
 SPLITS = ("train", "val", "test")
 _SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
 
@@ -35,6 +38,31 @@ def sha256_file(path: str | os.PathLike[str], block: int = 1 << 20) -> str:
         while data := f.read(block):
             h.update(data)
     return h.hexdigest()
+
+
+def crc32_file(path: str | os.PathLike[str], block: int = 1 << 22) -> str:
+    """CRC-32 of a file as 8 hex digits (zlib, ~2 GB/s: cheap enough to check on every open)."""
+    crc = 0
+    with open(path, "rb") as f:
+        while data := f.read(block):
+            crc = zlib.crc32(data, crc)
+    return f"{crc:08x}"
+
+
+def shard_names(meta: dict[str, Any]) -> list[str]:
+    """Relative paths of every ``.npy`` shard a store with this metadata holds."""
+    specs = _array_specs(int(meta["max_objects"]))
+    return [
+        f"{split}/p{idx:03d}/{name}.npy"
+        for split in SPLITS
+        for idx in range(len(meta["processes"]))
+        for name in specs
+    ]
+
+
+def file_record(path: Path) -> dict[str, Any]:
+    """What ``meta["files"]`` stores of one shard: size in bytes and CRC-32."""
+    return {"size": path.stat().st_size, "crc32": crc32_file(path)}
 
 
 def _process_seed(seed: int, process: str) -> list[int]:

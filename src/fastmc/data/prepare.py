@@ -26,7 +26,9 @@ from fastmc.data._layout import (
     SPLITS,
     _array_specs,
     _process_seed,
+    file_record,
     sha256_file,
+    shard_names,
 )
 from fastmc.events import DEFAULT_MAX_OBJECTS, Events
 
@@ -61,8 +63,9 @@ def prepare(
         ``truncate=True``.
     chunk_size : events parsed at a time (bounds memory: ~ 400 bytes x chunk_size).
     on_error : ``"skip"`` skips malformed lines (counted in ``meta["skipped"]``).
-    overwrite : replace an existing store (or empty folder) at ``out_dir``; anything else
-        there is never replaced.
+    overwrite : replace an existing store (or empty folder) at ``out_dir``: only the files
+        fastmc wrote there (listed in its ``meta.json``) are removed, other files are kept.
+        An output folder that holds an input, or a folder that is not a store, is refused.
     progress : called with the number of events parsed after each chunk.
     """
     from fastmc.io import expand_paths, iter_events
@@ -83,19 +86,12 @@ def prepare(
     if dups:
         raise ValueError(f"input files given more than once: {', '.join(dups)}")
     out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise FileExistsError(f"{out_dir} exists; pass overwrite=True (--overwrite) to replace it")
-    if out_dir.exists() and not (
-        (out_dir / "meta.json").is_file() or (out_dir.is_dir() and not any(out_dir.iterdir()))
-    ):
-        raise FileExistsError(
-            f"{out_dir} exists and is not an event store (no meta.json); refusing to replace it, "
-            "choose another output path"
-        )
+    _check_output(paths, out_dir, overwrite)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
 
     specs = _array_specs(max_objects)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it owner-only; a store is an ordinary folder
     try:
         raw_dir = tmp / "_raw"
         raw_dir.mkdir()
@@ -128,6 +124,16 @@ def prepare(
                     progress(len(chunk))
             sources.append(src)
 
+        if not sum(totals.values()):
+            from fastmc.errors import EventFormatError
+
+            raise EventFormatError(
+                ", ".join(str(p) for p in paths), None, "events",
+                "at least one event to store (the input is empty"
+                + (f", {report['skipped']} malformed lines were skipped" if report.get("skipped")
+                   else "") + "); check the input files",
+                "0 events",
+            )
         processes = sorted(totals)
         counts: dict[str, dict[str, int]] = {s: {} for s in SPLITS}
         weights: dict[str, dict[str, float]] = {s: {} for s in SPLITS}
@@ -178,6 +184,8 @@ def prepare(
             "arrays": {
                 n: {"dtype": dt.str, "event_shape": list(shape)} for n, (dt, shape) in specs.items()
             },
+            "files": {name: file_record(tmp / name) for name in shard_names(
+                {"max_objects": max_objects, "processes": processes})},
             "skipped": int(report.get("skipped", 0)),
             "truncated": int(report.get("truncated", 0)),
         }
@@ -276,17 +284,95 @@ def _split_process(
     return counts, weight_sum, assign
 
 
-def _replace_dir(tmp: Path, out_dir: Path) -> None:
-    """Rename ``tmp`` to ``out_dir``, replacing an existing folder only after success."""
-    if out_dir.exists():
-        trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
-        os.replace(out_dir, trash / "store")
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _written_by_fastmc(out_dir: Path) -> set[str] | None:
+    """Relative paths of the files fastmc wrote into the store ``out_dir`` (``meta.json`` and
+    the shards it lists), or ``None`` if ``out_dir`` holds no readable store metadata."""
+    try:
+        meta = json.loads((out_dir / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict):
+        return None
+    files = meta.get("files")
+    if isinstance(files, dict):
+        names = {str(n) for n in files}
+    else:  # schema version 1: no file list, the layout is fixed
         try:
-            os.replace(tmp, out_dir)
-        except BaseException:
-            os.replace(trash / "store", out_dir)
-            raise
-        finally:
-            shutil.rmtree(trash, ignore_errors=True)
-    else:
+            names = set(shard_names(meta))
+        except (KeyError, TypeError, ValueError):
+            return None
+    return names | {"meta.json"}
+
+
+def _check_output(paths: list[Path], out_dir: Path, overwrite: bool) -> None:
+    """Refuse an output that is an input, holds an input, or exists without ``overwrite``."""
+    out_res = out_dir.resolve()
+    for p in paths:
+        if p == out_res or out_res in p.parents:
+            raise FileExistsError(
+                f"{out_dir}: the output folder holds the input {p}; prepare would replace the "
+                "folder it reads from: choose another output path (-o)"
+            )
+    if not out_dir.exists() and not out_dir.is_symlink():
+        return
+    if not out_dir.is_dir():
+        raise FileExistsError(
+            f"{out_dir} exists and is not a folder; choose another output path (-o)"
+        )
+    if not overwrite:
+        raise FileExistsError(f"{out_dir} exists; pass overwrite=True (--overwrite) to replace it")
+    if not any(out_dir.iterdir()):
+        return
+    if _written_by_fastmc(out_dir) is None:
+        raise FileExistsError(
+            f"{out_dir} exists and is not an event store (no readable meta.json); refusing to "
+            "replace it, choose another output path"
+        )
+
+
+def _replace_dir(tmp: Path, out_dir: Path) -> None:
+    """Rename ``tmp`` to ``out_dir``, replacing an existing store only after success.
+
+    Of an existing store only what fastmc wrote (``meta.json`` and the shards it lists) is
+    removed: any other file or folder in it (a user's notes, a model directory) is moved, not
+    copied, into the new store at the same place.  If anything fails, the old store is put
+    back as it was.
+    """
+    if not out_dir.exists():
         os.replace(tmp, out_dir)
+        return
+    ours = _written_by_fastmc(out_dir) or set()
+    foreign = [
+        p.relative_to(out_dir)
+        for p in sorted(out_dir.rglob("*"))
+        if not p.is_dir() or p.is_symlink()
+        if str(p.relative_to(out_dir)) not in ours
+    ]
+    for rel in foreign:
+        if (tmp / rel).exists():
+            raise FileExistsError(
+                f"{out_dir / rel} is not listed as written by fastmc but the new store needs its "
+                "name; move it away and run again"
+            )
+    trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
+    os.replace(out_dir, trash / "store")
+    moved: list[Path] = []
+    try:
+        for rel in foreign:
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(trash / "store" / rel, tmp / rel)
+            moved.append(rel)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        for rel in moved:
+            os.replace(tmp / rel, trash / "store" / rel)
+        os.replace(trash / "store", out_dir)
+        raise
+    finally:
+        shutil.rmtree(trash, ignore_errors=True)

@@ -25,7 +25,9 @@ another process does not change the split of the others.
 code), ``sources`` (per input file: name, path, size, mtime_ns, sha256, events,
 events_by_process, events_by_split), ``counts`` and ``weight_sum`` (per split and process),
 ``cross_section_weight`` (summed weight per process over all splits: sigma x luminosity for
-Dark Machines files), ``arrays`` (dtype and per-event shape), ``skipped`` and ``truncated``.
+Dark Machines files), ``arrays`` (dtype and per-event shape), ``files`` (every shard's
+relative path -> size in bytes and CRC-32, checked on open; also the list of what fastmc
+wrote, the only files ``prepare --overwrite`` removes), ``skipped`` and ``truncated``.
 
 :func:`prepare` (implemented in :mod:`fastmc.data.prepare`, re-exported here) builds a store;
 :class:`EventStore` / :func:`open_store` read one; :func:`summary_table` describes one.
@@ -42,7 +44,8 @@ import numpy as np
 
 from fastmc.data._layout import SCHEMA_VERSION, SPLITS, _array_specs, sha256_file
 from fastmc.data.prepare import prepare
-from fastmc.errors import FastMCError, StaleStoreError
+from fastmc.data._storecheck import check_meta, check_shards
+from fastmc.errors import CorruptStoreError, FastMCError, StaleStoreError
 from fastmc.events import Events
 
 __all__ = [
@@ -54,6 +57,7 @@ __all__ = [
     "prepare",
     "sha256_file",
     "summary_table",
+    "verify_store",
 ]
 
 
@@ -64,9 +68,11 @@ class StoreNotFoundError(FastMCError, FileNotFoundError):
 class EventStore:
     """A prepared event store, opened read-only; arrays are memory-mapped on demand.
 
-    Opening checks the schema version and the sources (``verify``): ``"quick"`` (default)
-    compares each source file's size (and, when its mtime changed, its SHA-256); ``"hash"``
-    always compares the SHA-256; ``"none"`` skips the sources.  A source that no longer exists
+    Opening checks the schema version, the structure of ``meta.json`` and every shard's size
+    and ``.npy`` header (always), every shard's CRC-32 recorded in ``meta.json`` (unless
+    ``verify="none"``; raises :class:`~fastmc.errors.CorruptStoreError`), and the sources
+    (``verify``): ``"quick"`` (default) compares each source file's size (and, when its mtime
+    changed, its SHA-256); ``"hash"`` always compares the SHA-256; ``"none"`` skips them.  A source that no longer exists
     is not an error (the store is self-contained); it is listed in :attr:`missing_sources`.
     Raises :class:`~fastmc.errors.StaleStoreError` if the store must be re-prepared.
 
@@ -86,17 +92,22 @@ class EventStore:
                 f"`fastmc prepare INPUT... -o {self.path}`"
             )
         try:
-            self.meta: dict[str, Any] = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise StaleStoreError(
+            meta: Any = json.loads(meta_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise CorruptStoreError(
                 f"{meta_path} is not valid JSON ({exc}); re-run `fastmc prepare` to rebuild the store"
             ) from None
-        version = self.meta.get("schema_version")
+        if not isinstance(meta, dict):
+            check_meta(meta, meta_path)
+        version = meta.get("schema_version")
         if version != SCHEMA_VERSION:
             raise StaleStoreError(
                 f"event store {self.path} has schema version {version}, this fastmc reads version "
                 f"{SCHEMA_VERSION}; re-run `fastmc prepare` on the original files to rebuild it"
             )
+        check_meta(meta, meta_path)
+        self.meta: dict[str, Any] = meta
+        check_shards(self.path, meta, checksums=verify != "none")
         self.missing_sources: list[str] = []
         if verify != "none":
             self.check_sources(hash=verify == "hash")
@@ -223,6 +234,36 @@ def open_store(
 ) -> EventStore:
     """Open an event store (see :class:`EventStore`)."""
     return EventStore(path, verify=verify)
+
+
+def verify_store(path: str | os.PathLike[str], *, chunk_size: int = 100_000) -> dict[str, Any]:
+    """The full check of a store (``fastmc verify``): everything :class:`EventStore` checks on
+    open with ``verify="hash"`` (meta.json, shard sizes, headers, CRC-32s, source SHA-256s),
+    then every stored event's values (known type codes; finite E, pT, eta, phi, MET, METphi,
+    weight).  Raises :class:`~fastmc.errors.StaleStoreError` /
+    :class:`~fastmc.errors.CorruptStoreError` or
+    :class:`~fastmc.errors.EventFormatError` naming the shard, entry and field; returns
+    ``{"events": N, "shards": S, "bytes": B, "missing_sources": [...]}``.
+    """
+    from fastmc.io.validate import check_events
+
+    store = EventStore(path, verify="hash")
+    n = 0
+    for split in SPLITS:
+        for idx in range(len(store.processes)):
+            events = store.events(split, idx)
+            for start in range(0, len(events), chunk_size):
+                part = events[start : start + chunk_size]
+                where = store.path / split / f"p{idx:03d}"
+                check_events(part, path=where, first_entry=start)
+            n += len(events)
+    files = store.meta["files"]
+    return {
+        "events": n,
+        "shards": len(files),
+        "bytes": int(sum(f["size"] for f in files.values())),
+        "missing_sources": list(store.missing_sources),
+    }
 
 
 def summary_table(path: str | os.PathLike[str] | EventStore):

@@ -30,6 +30,7 @@ __all__ = ["Parsed", "drop_too_many", "parse_fast", "parse_slow"]
 
 _NUMBER = re.compile(rb"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _INTEGER = re.compile(rb"-?\d+")
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
 _HEADER = ("event_id", "process_id", "weight", "MET", "METphi")
 _OBJ_FIELDS = ("type", "E", "pt", "eta", "phi")
 _INT64_MAX = 2**63 - 1
@@ -88,6 +89,8 @@ def parse_fast(block: bytes, first_line: int = 0) -> Parsed | None:
     buf = np.frombuffer(block, np.uint8)
     if buf.size == 0 or buf[-1] != 10 or buf.size >= 2**31 - 1:
         return None
+    if np.any((buf < 32) & (buf != 10)) or np.any(buf == 127):
+        return None  # control bytes (NUL, CR, tab, ...): the slow path decides
     isdelim = (buf == 59) | (buf == 44) | (buf == 10)
     pos = np.flatnonzero(isdelim)
     delim = buf[pos]
@@ -202,9 +205,10 @@ def _parse_line(text: bytes) -> tuple[int, str, list[float], list[int], list[flo
     if not _INTEGER.fullmatch(tok) or not -_INT64_MAX - 1 <= int(tok) <= _INT64_MAX:
         raise _LineError("bad event id", "event_id (field 1)", "a 64-bit integer", tok)
     event_id = int(tok)
-    if not parts[1] or b"," in parts[1]:
+    if not parts[1] or b"," in parts[1] or _CONTROL.search(parts[1]):
         raise _LineError(
-            "bad process id", "process_id (field 2)", "a non-empty name without ','", parts[1]
+            "bad process id", "process_id (field 2)",
+            "a non-empty name without ',' or control characters", parts[1],
         )
     try:
         process = parts[1].decode("utf-8")

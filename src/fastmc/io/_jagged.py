@@ -21,6 +21,7 @@ import numpy as np
 from fastmc.errors import EventFormatError
 from fastmc.events import DEFAULT_MAX_OBJECTS, Events
 from fastmc.io._writer import AtomicWriter, json_meta
+from fastmc.io.validate import check_events
 
 __all__ = [
     "FORMAT_TAG",
@@ -74,11 +75,28 @@ def parse_meta(text: str | bytes | None, path: Path) -> dict[str, Any]:
         raise EventFormatError(str(path), None, "metadata", "JSON", str(text)[:60]) from None
     if not isinstance(block, dict) or block.get("format") != FORMAT_TAG:
         raise EventFormatError(str(path), None, "metadata", f"format {FORMAT_TAG!r}", str(block)[:60])
-    if block.get("version", 0) > FORMAT_VERSION:
+    version = block.get("version", 0)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
         raise EventFormatError(
             str(path), None, "metadata version",
             f"<= {FORMAT_VERSION} (upgrade fastmc to read this file)", str(block.get("version")),
         )
+    k = block.get("max_objects")
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise EventFormatError(str(path), None, "metadata max_objects", "a positive integer K",
+                               repr(k))
+    names = block.get("process_names")
+    if (
+        not isinstance(names, list)
+        or not all(isinstance(x, str) and x for x in names)
+        or len(set(names)) != len(names)
+    ):
+        raise EventFormatError(str(path), None, "metadata process_names",
+                               "a list of distinct non-empty names", repr(names)[:60])
+    if not isinstance(block.get("meta", {}), dict):
+        raise EventFormatError(str(path), None, "metadata meta", "a JSON object",
+                               repr(block.get("meta"))[:60])
+    block.setdefault("meta", {})
     return block
 
 
@@ -122,6 +140,17 @@ def from_jagged(
     """
     counts = np.asarray(counts, np.int64)
     n, k = counts.size, state.k
+    codes = np.asarray(process_code)
+    if n and (codes.min() < 0 or codes.max() >= len(process_names)):
+        i = int(np.argmax((codes < 0) | (codes >= len(process_names))))
+        raise EventFormatError(
+            str(state.path), None, f"process of entry {first_entry + i}",
+            f"a process code 0..{len(process_names) - 1} (the file's process list)",
+            str(int(codes[i])),
+        )
+    if counts.size and counts.min() < 0:
+        raise EventFormatError(str(state.path), None, "object count", "a count >= 0",
+                               str(int(counts.min())))
     keep_event = np.ones(n, bool)
     over = counts > k
     if over.any():
@@ -169,8 +198,14 @@ def from_jagged(
         weight=weight,
         meta=dict(meta),
     )
+    entries = None
     if not keep_event.all():
         events = events[keep_event]
+        entries = np.flatnonzero(keep_event)
+    events = check_events(
+        events, path=state.path, first_entry=first_entry, on_error=state.on_error,
+        report=state.report, entries=entries,
+    )
     state.report["events"] += len(events)
     return events
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from fastmc.events import Events
 from fastmc.io.atomic import atomic_path
+from fastmc.io.validate import check_events
 
 __all__ = ["AtomicWriter", "json_meta"]
 
@@ -57,6 +58,7 @@ class AtomicWriter:
         if self._done:
             raise ValueError(f"writer for {self.path} is already closed")
         try:
+            check_events(events, path=self.path, action="write")
             self._write(events)
         except BaseException:
             self.abort()

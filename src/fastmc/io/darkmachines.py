@@ -19,12 +19,14 @@ import functools
 import gzip
 import os
 import warnings
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
+from fastmc.errors import EventFormatError
 from fastmc.events import DEFAULT_MAX_OBJECTS, TYPE_NAMES, Events
 from fastmc.io._args import check_read_args
 from fastmc.io._dmparse import Parsed, drop_too_many, parse_fast, parse_slow
@@ -179,7 +181,19 @@ def iter_read(
 
     def parts() -> Iterator[Events]:
         with _open_read(path) as fh:
-            for block, before in _blocks(fh, block_bytes):
+            blocks = _blocks(fh, block_bytes)
+            while True:
+                try:
+                    block, before = next(blocks)
+                except StopIteration:
+                    return
+                except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+                    raise EventFormatError(
+                        str(path), None, "gzip stream",
+                        "a complete gzip file (it is truncated or damaged; if it is plain "
+                        "text, name it .csv)",
+                        f"{type(exc).__name__}: {exc}",
+                    ) from None
                 for parsed in parse(block, before):
                     yield convert(parsed)
 
@@ -210,10 +224,12 @@ def format_events(events: Events) -> str:
     if events.types.min(initial=0) < 0 or events.types.max(initial=0) >= len(TYPE_NAMES):
         raise ValueError(f"object type codes must be 0..{len(TYPE_NAMES) - 1}")
     for name in events.process_names:
-        if not name or any(c in name for c in ";,\n\r"):
+        if not name or any(c in name for c in ";,") or any(
+            ord(c) < 32 or ord(c) == 127 for c in name
+        ):
             raise ValueError(
                 f"process name {name!r} cannot be written to a Dark Machines file: it must be "
-                "non-empty and contain no ';', ',' or line break"
+                "non-empty and contain no ';', ',', line break or other control character"
             )
     ev = events.sorted()
     valid = ev.types != 0

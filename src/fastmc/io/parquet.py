@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from fastmc.errors import EventFormatError
 from fastmc.events import Events
 from fastmc.io._args import check_read_args
 from fastmc.io._jagged import (
@@ -28,6 +29,7 @@ from fastmc.io._jagged import (
     parse_meta,
     rechunk,
 )
+from fastmc.io.validate import damaged_file
 
 __all__ = ["Writer", "iter_read", "stored_max_objects"]
 
@@ -53,11 +55,69 @@ def _schema():
     )
 
 
-def _read_meta(path: Path) -> dict[str, Any]:
+_WHAT = "a Parquet file written by fastmc"
+_HINT = (
+    "it may be truncated, damaged or another format: check the extension matches the content "
+    "(.csv for Dark Machines text) or write it again"
+)
+
+
+def _open(path: Path):
+    """The ParquetFile with page checksums verified (pages written by fastmc carry them)."""
     import pyarrow.parquet as pq
 
-    metadata = pq.ParquetFile(path).metadata.metadata or {}
-    return parse_meta(metadata.get(_META_KEY), path)
+    with damaged_file(path, _WHAT, _HINT):
+        return pq.ParquetFile(path, page_checksum_verification=True)
+
+
+def _check_schema(pf: Any, path: Path) -> None:
+    """EventFormatError naming the first missing or mistyped column."""
+    import pyarrow.types as pt
+
+    schema = pf.schema_arrow
+
+    def numeric(t: Any) -> bool:
+        return pt.is_integer(t) or pt.is_floating(t)
+
+    def stringy(t: Any) -> bool:
+        if pt.is_dictionary(t):
+            t = t.value_type
+        return pt.is_string(t) or pt.is_large_string(t)
+
+    want = {
+        "event_id": ("an integer column", pt.is_integer),
+        "process": ("a string column", stringy),
+        "weight": ("a numeric column", numeric),
+        "met": ("a numeric column (GeV)", numeric),
+        "met_phi": ("a numeric column (rad)", numeric),
+    }
+    for name, (expected, ok) in want.items():
+        if name not in schema.names:
+            raise EventFormatError(str(path), None, f"column {name}", expected, "missing")
+        if not ok(schema.field(name).type):
+            raise EventFormatError(str(path), None, f"column {name}", expected,
+                                   str(schema.field(name).type))
+    obj_expected = "list<struct<type: int8, E, pt, eta, phi: float32>>"
+    if "objects" not in schema.names:
+        raise EventFormatError(str(path), None, "column objects", obj_expected, "missing")
+    t = schema.field("objects").type
+    ok = pt.is_list(t) and pt.is_struct(t.value_type)
+    if ok:
+        sub = {t.value_type.field(i).name: t.value_type.field(i).type
+               for i in range(t.value_type.num_fields)}
+        ok = all(f in sub for f in _OBJ_FIELDS) and pt.is_integer(sub["type"]) and all(
+            numeric(sub[f]) for f in _OBJ_FIELDS[1:]
+        )
+    if not ok:
+        raise EventFormatError(str(path), None, "column objects", obj_expected, str(t))
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    pf = _open(path)
+    metadata = pf.metadata.metadata or {}
+    block = parse_meta(metadata.get(_META_KEY), path)
+    _check_schema(pf, path)
+    return block
 
 
 def stored_max_objects(path: str | os.PathLike[str]) -> int:
@@ -81,7 +141,6 @@ def iter_read(
     or cut (``truncate=True``).  ``report["events"]`` counts the events read.
     """
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     check_read_args(chunk_size, on_error, max_objects)
     path = Path(path)
@@ -94,9 +153,13 @@ def iter_read(
     state = JaggedReadState(path, k, on_error, truncate, {} if report is None else report)
 
     def parts() -> Iterator[Events]:
+        with damaged_file(path, _WHAT, _HINT):
+            yield from _parts()
+
+    def _parts() -> Iterator[Events]:
         nonlocal names
         entry = 0
-        pf = pq.ParquetFile(path)
+        pf = _open(path)
         for batch in pf.iter_batches(batch_size=chunk_size):
             proc = batch.column("process")
             if hasattr(proc, "dictionary"):
@@ -121,12 +184,12 @@ def iter_read(
                 counts=pc.list_value_length(objects).to_numpy(zero_copy_only=False),
                 types=flat.field("type").to_numpy(zero_copy_only=False),
                 p4=p4.reshape(-1, 4),
-                event_id=batch.column("event_id").to_numpy(),
+                event_id=batch.column("event_id").to_numpy(zero_copy_only=False),
                 process_code=code_map[idx],
                 process_names=names,
-                weight=batch.column("weight").to_numpy(),
-                met=batch.column("met").to_numpy(),
-                met_phi=batch.column("met_phi").to_numpy(),
+                weight=batch.column("weight").to_numpy(zero_copy_only=False),
+                met=batch.column("met").to_numpy(zero_copy_only=False),
+                met_phi=batch.column("met_phi").to_numpy(zero_copy_only=False),
                 meta=meta,
             )
             entry += batch.num_rows
@@ -144,7 +207,9 @@ class Writer(JaggedWriter):
         import pyarrow.parquet as pq
 
         self._schema = _schema()
-        self._pq = pq.ParquetWriter(self.tmp_path, self._schema, compression="zstd")
+        self._pq = pq.ParquetWriter(
+            self.tmp_path, self._schema, compression="zstd", write_page_checksum=True
+        )
 
     def _write_arrays(self, events, codes, counts, types, p4) -> None:
         import pyarrow as pa

@@ -29,6 +29,7 @@ from fastmc.io._jagged import (
     parse_meta,
     rechunk,
 )
+from fastmc.io.validate import damaged_file
 
 __all__ = ["Writer", "iter_read", "stored_max_objects"]
 
@@ -38,21 +39,40 @@ _OBJ_FIELDS = ("type", "E", "pt", "eta", "phi")
 _SCALARS = ("event_id", "process_code", "weight", "met", "met_phi")
 
 
+_WHAT = "a ROOT file written by fastmc"
+_HINT = (
+    "it may be truncated, damaged or another format: check the extension matches the content "
+    "or write it again"
+)
+_BRANCHES = (*_SCALARS, "nobj", *(f"obj_{f}" for f in _OBJ_FIELDS))
+
+
 def _read_meta(file: Any, path: Path) -> dict[str, Any]:
     if META_KEY not in file or TREE not in file:
         raise EventFormatError(
             str(path), None, "keys", f"a TTree {TREE!r} and a {META_KEY!r} string (fastmc file)",
             ", ".join(file.keys()),
         )
-    return parse_meta(str(file[META_KEY]), path)
+    block = parse_meta(str(file[META_KEY]), path)
+    tree = file[TREE]
+    have = set(tree.keys(recursive=True))
+    for name in _BRANCHES:
+        if name not in have:
+            raise EventFormatError(str(path), None, f"branch {name}",
+                                   f"present in the TTree {TREE!r}", "missing")
+    return block
+
+
+def _meta_of(path: Path) -> dict[str, Any]:
+    import uproot
+
+    with damaged_file(path, _WHAT, _HINT), uproot.open(path) as file:
+        return _read_meta(file, path)
 
 
 def stored_max_objects(path: str | os.PathLike[str]) -> int:
     """K, the width of the Events that were written to the ROOT file ``path``."""
-    import uproot
-
-    with uproot.open(path) as file:
-        return int(_read_meta(file, Path(path))["max_objects"])
+    return int(_meta_of(Path(path))["max_objects"])
 
 
 def iter_read(
@@ -75,8 +95,7 @@ def iter_read(
 
     check_read_args(chunk_size, on_error, max_objects)
     path = Path(path)
-    with uproot.open(path) as file:
-        block = _read_meta(file, path)
+    block = _meta_of(path)
     k = int(block["max_objects"] if max_objects is None else max_objects)
     if k < 1:
         raise ValueError(f"max_objects must be >= 1, got {k}")
@@ -84,9 +103,13 @@ def iter_read(
     state = JaggedReadState(path, k, on_error, truncate, {} if report is None else report)
 
     def parts() -> Iterator[Events]:
+        with damaged_file(path, _WHAT, _HINT):
+            yield from _parts()
+
+    def _parts() -> Iterator[Events]:
         with uproot.open(path) as file:
             tree = file[TREE]
-            branches = [*_SCALARS, "nobj"] + [f"obj_{f}" for f in _OBJ_FIELDS]
+            branches = list(_BRANCHES)
             for start in range(0, tree.num_entries, int(chunk_size)):
                 stop = min(start + int(chunk_size), tree.num_entries)
                 arr = tree.arrays(branches, entry_start=start, entry_stop=stop, library="ak")
