@@ -43,8 +43,8 @@ from typing import Any, Literal
 import numpy as np
 
 from fastmc.data._layout import SCHEMA_VERSION, SPLITS, _array_specs, sha256_file
-from fastmc.data.prepare import prepare
 from fastmc.data._storecheck import check_meta, check_shards
+from fastmc.data.prepare import prepare
 from fastmc.errors import CorruptStoreError, FastMCError, StaleStoreError
 from fastmc.events import Events
 
