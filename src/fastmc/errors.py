@@ -8,6 +8,7 @@ __all__ = [
     "EventFormatError",
     "FastMCError",
     "MissingExtraError",
+    "OutputError",
     "StaleStoreError",
 ]
 
@@ -77,3 +78,8 @@ def require(module: str, extra: str):
 
 class CorruptStoreError(StaleStoreError):
     """An event store's ``meta.json`` or one of its shards is damaged or was edited."""
+
+
+class OutputError(FastMCError):
+    """An output path cannot be written as asked: it exists (and ``--overwrite`` was not
+    given), it is one of the inputs, or it is a folder where a file goes (or the reverse)."""

@@ -23,7 +23,7 @@ from fastmc.data.store import (
     prepare,
     summary_table,
 )
-from fastmc.errors import EventFormatError, StaleStoreError
+from fastmc.errors import EventFormatError, OutputError, StaleStoreError
 from fastmc.events import Events
 from fastmc.io import read_events
 
@@ -204,7 +204,7 @@ def test_prepare_errors_leave_nothing_behind(real_files: list[Path], tmp_path: P
 
 def test_overwrite(real_files: list[Path], tmp_path: Path) -> None:
     out = prepare(real_files[2:3], tmp_path / "s")
-    with pytest.raises(FileExistsError, match="overwrite"):
+    with pytest.raises(OutputError, match="overwrite"):
         prepare(real_files[3:4], out)
     prepare(real_files[3:4], out, overwrite=True)
     assert open_store(out).processes == ("monotop_200_A",)
@@ -212,7 +212,7 @@ def test_overwrite(real_files: list[Path], tmp_path: Path) -> None:
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "notes.txt").write_text("keep me")
-    with pytest.raises(FileExistsError, match="not an event store"):
+    with pytest.raises(OutputError, match="not an event store"):
         prepare(real_files[3:4], precious, overwrite=True)
     assert (precious / "notes.txt").read_text() == "keep me"
 

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastmc.data.store import EventStore, prepare, verify_store
-from fastmc.errors import CorruptStoreError, EventFormatError, StaleStoreError
+from fastmc.errors import CorruptStoreError, EventFormatError, OutputError, StaleStoreError
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +211,7 @@ def test_input_inside_output_refused(real_files: list[Path], tmp_path: Path) -> 
     (out / "NOTES.txt").write_text("x")
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     for overwrite in (False, True):
-        with pytest.raises(FileExistsError, match="holds the input"):
+        with pytest.raises(OutputError, match="holds the input"):
             prepare([mine], out, overwrite=overwrite)
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
@@ -219,7 +219,7 @@ def test_input_inside_output_refused(real_files: list[Path], tmp_path: Path) -> 
 def test_output_that_is_a_file_refused(real_files: list[Path], tmp_path: Path) -> None:
     target = tmp_path / "store"
     target.write_text("not a folder")
-    with pytest.raises(FileExistsError, match="not a folder"):
+    with pytest.raises(OutputError, match="not a folder"):
         prepare(real_files[2:3], target, overwrite=True)
     assert target.read_text() == "not a folder"
 

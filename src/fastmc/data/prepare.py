@@ -311,28 +311,16 @@ def _written_by_fastmc(out_dir: Path) -> set[str] | None:
 
 
 def _check_output(paths: list[Path], out_dir: Path, overwrite: bool) -> None:
-    """Refuse an output that is an input, holds an input, or exists without ``overwrite``."""
-    out_res = out_dir.resolve()
-    for p in paths:
-        if p == out_res or out_res in p.parents:
-            raise FileExistsError(
-                f"{out_dir}: the output folder holds the input {p}; prepare would replace the "
-                "folder it reads from: choose another output path (-o)"
-            )
-    if not out_dir.exists() and not out_dir.is_symlink():
-        return
-    if not out_dir.is_dir():
-        raise FileExistsError(
-            f"{out_dir} exists and is not a folder; choose another output path (-o)"
-        )
-    if not overwrite:
-        raise FileExistsError(f"{out_dir} exists; pass overwrite=True (--overwrite) to replace it")
-    if not any(out_dir.iterdir()):
-        return
-    if _written_by_fastmc(out_dir) is None:
-        raise FileExistsError(
-            f"{out_dir} exists and is not an event store (no readable meta.json); refusing to "
-            "replace it, choose another output path"
+    """Refuse an output that is an input, holds an input, or exists without ``overwrite``
+    (:func:`fastmc.io.check_output`), or an existing folder that is not an event store."""
+    from fastmc.errors import OutputError
+    from fastmc.io import check_output
+
+    check_output(out_dir, inputs=paths, overwrite=overwrite, kind="folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and _written_by_fastmc(out_dir) is None:
+        raise OutputError(
+            f"{out_dir}: exists and is not an event store (no readable meta.json); refusing "
+            "to replace it, choose another output path"
         )
 
 
@@ -356,7 +344,9 @@ def _replace_dir(tmp: Path, out_dir: Path) -> None:
     ]
     for rel in foreign:
         if (tmp / rel).exists():
-            raise FileExistsError(
+            from fastmc.errors import OutputError
+
+            raise OutputError(
                 f"{out_dir / rel} is not listed as written by fastmc but the new store needs its "
                 "name; move it away and run again"
             )

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from fastmc.events import DEFAULT_MAX_OBJECTS, Events
+from fastmc.io.paths import check_output
 
 __all__ = [
     "EventWriter",
+    "check_output",
     "detect_format",
     "expand_paths",
     "iter_events",
@@ -56,7 +58,8 @@ def detect_format(path: str | os.PathLike[str]) -> Format:
 
 
 def expand_paths(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Expand paths and glob patterns (sorted); FileNotFoundError if something matches nothing."""
+    """Expand paths and glob patterns (sorted); FileNotFoundError if something matches nothing,
+    ValueError if a file is named twice (it would be read twice)."""
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
     out: list[Path] = []
@@ -71,6 +74,15 @@ def expand_paths(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]
             if not Path(s).exists():
                 raise FileNotFoundError(f"no such file: {s}")
             out.append(Path(s))
+    seen: dict[Path, Path] = {}
+    for p in out:
+        key = p.resolve()
+        if key in seen:
+            raise ValueError(
+                f"{p}: given more than once (also as {seen[key]}); its events would be read "
+                "twice: name each file once"
+            )
+        seen[key] = p
     return out
 
 

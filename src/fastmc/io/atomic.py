@@ -20,6 +20,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     suffixes, so code that dispatches on the extension (``.csv.gz``) still works.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(21, "is a folder; give a file name for the output", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(path.suffixes)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}", dir=path.parent)
