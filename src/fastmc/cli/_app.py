@@ -18,10 +18,11 @@ from rich.progress import (
 )
 
 from fastmc import __version__
-from fastmc.errors import FastMCError
+from fastmc.cli._errors import ErrorMappingGroup, debug_enabled
 
 app = typer.Typer(
     name="fastmc",
+    cls=ErrorMappingGroup,
     help=(
         "fastmc: fast deep generative surrogates for LHC Monte Carlo events. "
         "Energies and momenta are in GeV inside fastmc (MeV in Dark Machines CSV files)."
@@ -41,16 +42,28 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
+    debug: bool = typer.Option(
+        False, "--debug", help="Show the full traceback of an error (for bug reports)."
+    ),
 ) -> None:
     """fastmc command line."""
+    ctx.meta["fastmc.debug"] = debug
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print an error in red and return an Exit to raise (``raise fail(...)``)."""
-    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True)
+    import sys
+    import traceback
+
+    if debug_enabled() and sys.exc_info()[0]:
+        traceback.print_exc()
+    text = " ".join(str(message).split())  # always one line
+    console.print(f"[bold red]error:[/] {escape(text)}", highlight=False, markup=True,
+                  soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -76,16 +89,12 @@ def check_on_error(on_error: str) -> None:
 
 @contextlib.contextmanager
 def errors_as_exit() -> Iterator[None]:
-    """Turn user errors into a one-line error and exit status 1.
-
-    User errors are fastmc's own exceptions (:class:`~fastmc.errors.FastMCError`, among them
-    :class:`~fastmc.errors.ConfigError`), ValueError (bad arguments) and missing or existing
-    files; anything else is a bug and keeps its traceback.
-    """
-    try:
-        yield
-    except (FastMCError, ValueError, FileNotFoundError, FileExistsError) as exc:
-        raise fail(str(exc)) from None
+    """Mark a block whose errors are user errors.  The mapping itself is done once, by the
+    command group (:mod:`fastmc.cli._errors`): fastmc's own exceptions (among them
+    :class:`~fastmc.errors.ConfigError`), ValueError (bad arguments), OSError and damaged-file
+    errors become one line (exit 1), or with ``fastmc --debug`` a traceback; anything else
+    is a bug and keeps its traceback."""
+    yield
 
 
 @contextlib.contextmanager
@@ -101,7 +110,9 @@ def progress_bar(
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     ]
-    with Progress(*columns, console=console, transient=False) as prog:
+    # only on a terminal: in logs and pipes an error stays the only line on stderr
+    with Progress(*columns, console=console, transient=False,
+                  disable=not console.is_terminal) as prog:
         task = prog.add_task(description, total=total, rate="")
 
         def advance(n: float) -> None:
