@@ -1,4 +1,5 @@
-"""``fastmc prepare``: parse event files once into an event store (see fastmc.data.store)."""
+"""``fastmc prepare``: parse event files once into an event store; ``fastmc verify``: the full
+integrity check of a store (see fastmc.data.store)."""
 
 from __future__ import annotations
 
@@ -50,8 +51,6 @@ def prepare_cmd(
     from fastmc.data.store import prepare, summary_table
 
     check_on_error(on_error)
-    if output.exists() and not overwrite:
-        raise fail(f"{output} exists; pass --overwrite to replace it")
     with errors_as_exit(), progress_bar("prepare", total=None) as advance:
         path = prepare(
             inputs,
@@ -68,3 +67,24 @@ def prepare_cmd(
         )
     console.print(summary_table(path))
     console.print(f"[green]wrote[/] {path}")
+
+
+@app.command("verify")
+def verify_cmd(
+    store: Path = typer.Argument(..., help="Event store directory (with meta.json).",
+                                 show_default=False),
+) -> None:
+    """Check an event store completely: meta.json, every shard's size, header and CRC-32, the
+    SHA-256 of the source files still present, and every stored value (known object types,
+    finite numbers).  Exit 0 if all is well; otherwise one line naming what is wrong.
+    """
+    from fastmc.data.store import verify_store
+
+    out = verify_store(store)
+    console.print(
+        f"[green]ok[/]: {store}: {out['events']:,} events in {out['shards']} shards "
+        f"({out['bytes'] / 1e6:.1f} MB), checksums and values verified"
+        + (f"; {len(out['missing_sources'])} source file(s) no longer present"
+           if out["missing_sources"] else ""),
+        highlight=False, soft_wrap=True,
+    )
