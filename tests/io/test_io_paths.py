@@ -79,3 +79,17 @@ def test_writer_into_folder_path_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(IsADirectoryError):
         write_events(tmp_path / "d.csv", Events.empty())
     assert [p.name for p in tmp_path.iterdir()] == ["d.csv"]
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_atomic_output_permissions(tmp_path: Path, mask: int) -> None:
+    import stat
+
+    from fastmc.events import Events
+
+    old = os.umask(mask)
+    try:
+        write_events(tmp_path / "e.parquet", Events.empty())
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "e.parquet").stat().st_mode) == 0o666 & ~mask
