@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from fastmc.kinematics import sort_dark_machines, wrap_angle
+
 __all__ = [
     "DEFAULT_MAX_OBJECTS",
     "GROUP_OF_TYPE",
@@ -36,16 +38,13 @@ TYPE_CODES: dict[str, int] = {name: code for code, name in enumerate(TYPE_NAMES)
 #: Type code -> object group (0 padding, 1 jets, 2 electrons, 3 muons, 4 photons), the
 #: order of the groups in an event.
 GROUP_OF_TYPE = np.array([0, 1, 1, 2, 2, 3, 3, 4], dtype=np.int8)
-_GROUP_RANK = np.array([99, 0, 0, 1, 1, 2, 2, 3], dtype=np.int64)  # padding sorts last
 
 E, PT, ETA, PHI = 0, 1, 2, 3
 
 
 def wrap_phi(phi: np.ndarray) -> np.ndarray:
-    """Wrap angles (radians, any shape) into (-pi, pi]."""
-    phi = np.asarray(phi)
-    out = np.remainder(phi + np.pi, 2 * np.pi) - np.pi  # [-pi, pi)
-    return np.where(out <= -np.pi, out + 2 * np.pi, out).astype(phi.dtype, copy=False)
+    """Wrap angles (radians, any shape) into (-pi, pi] (:func:`fastmc.kinematics.wrap_angle`)."""
+    return wrap_angle(np.asarray(phi))
 
 
 @dataclasses.dataclass(eq=False)
@@ -261,12 +260,7 @@ class Events:
 
     def sorted(self) -> Events:
         """Return a copy with objects in Dark Machines order (see module docstring)."""
-        pt = np.where(self.types == PAD, -np.inf, self.p4[..., PT].astype(np.float64))
-        # sort key: group rank ascending, then pT descending (stable)
-        key = _GROUP_RANK[self.types] * 1e12 - np.clip(pt, -1e11, 1e11)
-        order = np.argsort(key, axis=1, kind="stable")
-        types = np.take_along_axis(self.types, order, axis=1)
-        p4 = np.take_along_axis(self.p4, order[..., None], axis=1)
+        types, p4 = sort_dark_machines(self.types, self.p4)
         return dataclasses.replace(self, types=types, p4=p4, meta=dict(self.meta))
 
     # ------------------------------------------------------------------ kinematics

@@ -114,7 +114,7 @@ def _pt_eta_phi(px, py, pz):
 
 
 def _delta_r(eta1, phi1, eta2, phi2):
-    dphi = np.remainder(phi1 - phi2 + np.pi, 2 * np.pi) - np.pi
+    dphi = wrap_phi(phi1 - phi2)
     return np.hypot(eta1 - eta2, dphi)
 
 
