@@ -12,7 +12,6 @@ from fastmc.cli._app import (
     check_on_error,
     console,
     errors_as_exit,
-    fail,
     on_error_option,
     progress_bar,
 )
