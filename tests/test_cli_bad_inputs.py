@@ -12,30 +12,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from clihelpers import run_bad
 from fastmc.cli import app
 from fastmc.data.store import prepare
 from fastmc.events import Events
 from fastmc.io import open_writer, read_events, write_events
-
-
-def snapshot(root: Path) -> dict[str, bytes]:
-    """Every file under ``root`` (hidden ones too) with its bytes."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def run_bad(args: list[str], root: Path, *, contains: str = "") -> str:
-    """Run ``fastmc args`` and check the promise: exit 1, one line on stderr starting with
-    ``error:``, no traceback, nothing under ``root`` created, changed or removed."""
-    before = snapshot(root)
-    res = CliRunner().invoke(app, [str(a) for a in args])
-    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
-    assert res.exit_code == 1, (res.exit_code, res.output)
-    lines = res.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
-    assert "Traceback" not in res.output
-    assert contains in lines[0], lines[0]
-    assert snapshot(root) == before
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -239,3 +220,36 @@ def test_debug_shows_traceback(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["--debug", "info", str(path)])
     assert res.exit_code != 0
     assert "Traceback" in res.stderr or isinstance(res.exception, Exception)
+
+
+# ---------------------------------------------------------------- one overwrite policy
+def test_convert_output_is_input(csv: Path, tmp_path: Path) -> None:
+    run_bad(["convert", csv, "-o", csv, "--on-error", "skip", "--overwrite"], tmp_path,
+            contains="also an input")
+
+
+def test_convert_existing_output(csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o.parquet"
+    out.write_text("precious")
+    run_bad(["convert", csv, "-o", out], tmp_path, contains="pass --overwrite")
+    res = CliRunner().invoke(app, ["convert", str(csv), "-o", str(out), "--overwrite"])
+    assert res.exit_code == 0 and len(read_events(out)) == 300
+
+
+def test_evaluate_output_is_a_file(csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    out.write_text("precious")
+    run_bad(["evaluate", "-r", csv, "-g", csv, "-o", out], tmp_path, contains="not a folder")
+
+
+def test_evaluate_existing_report_needs_overwrite(csv: Path, tmp_path: Path) -> None:
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "index.html").write_text("old")
+    run_bad(["evaluate", "-r", csv, "-g", csv, "-o", tmp_path / "report"], tmp_path,
+            contains="pass --overwrite")
+
+
+def test_simulate_existing_output(tmp_path: Path) -> None:
+    out = tmp_path / "sim.csv"
+    out.write_text("precious")
+    run_bad(["simulate", "ttbar", "-n", "10", "-o", out], tmp_path, contains="pass --overwrite")

@@ -79,3 +79,18 @@ def test_a_single_value_of_a_list_setting() -> None:
     assert parse_assignments(_Example, ["widths=16"]) == {"widths": (16,)}
     with pytest.raises(ConfigError, match=r"widths must be a list of integers, got \('a',\)"):
         from_dict(_Example, parse_assignments(_Example, ["widths=a"]))
+
+
+def test_non_finite_settings_refused() -> None:
+    """NaN slips through every comparison; a bounded float setting refuses it (issue 15)."""
+    import math
+
+    from fastmc.config import from_dict
+    from fastmc.errors import ConfigError
+    from fastmc.models.vae import BetaVAEConfig
+    from fastmc.workflows.train_config import TrainConfig
+
+    for cls, key in ((BetaVAEConfig, "beta"), (TrainConfig, "lr"), (TrainConfig, "min_delta")):
+        for bad in (math.nan, math.inf):
+            with pytest.raises(ConfigError, match=f"{key} must be a finite number"):
+                from_dict(cls, {key: bad})

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -125,6 +126,10 @@ def _range_error(value: Any, meta: Mapping[str, Any]) -> str | None:
     for item in items:
         if not isinstance(item, int | float):
             continue
+        if not math.isfinite(item):  # NaN would slip through every comparison below
+            return "entries must be finite numbers" if isinstance(value, tuple) else (
+                "must be a finite number"
+            )
         for key, ok, op in checks:
             bound = meta.get(key)
             if bound is not None and not ok(item, bound):

@@ -8,6 +8,7 @@ __all__ = [
     "EventFormatError",
     "FastMCError",
     "MissingExtraError",
+    "ModelOutputError",
     "OutputError",
     "StaleStoreError",
 ]
@@ -83,3 +84,7 @@ class CorruptStoreError(StaleStoreError):
 class OutputError(FastMCError):
     """An output path cannot be written as asked: it exists (and ``--overwrite`` was not
     given), it is one of the inputs, or it is a folder where a file goes (or the reverse)."""
+
+
+class ModelOutputError(FastMCError):
+    """A model produced invalid events (NaN or infinite values, unknown object types)."""

@@ -53,6 +53,10 @@ def evaluate_cmd(
     no_classifier: bool = typer.Option(False, "--no-classifier", help="Skip the classifier two-sample test."),
     no_plots: bool = typer.Option(False, "--no-plots", help="Skip the plots (faster)."),
     out: Path = typer.Option(..., "-o", "--output", help="Report folder: metrics.json, plots/*.png, index.html."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Write into an existing report folder (its report files are "
+        "replaced, other files kept)."
+    ),
 ) -> None:
     """Compare generated events with reference events: W1 (units of the reference std), KS,
     JS, chi2 per observable (GeV, radians), FPD, KPD, classifier AUC and physicality, each
@@ -68,6 +72,11 @@ def evaluate_cmd(
         labels = [Path(g).name.split(".")[0] or f"generated{i + 1}" for i, g in enumerate(generated)]
     if len(set(labels)) != len(labels) or "reference" in labels:
         raise fail(f"labels must be distinct and not 'reference', got {labels}; use --label")
+    from fastmc.io import check_output
+
+    inputs = [*reference, *generated, *(reference2 or [])]
+    check_output(out, inputs=[p for p in inputs if Path(p).exists()], overwrite=overwrite,
+                 kind="folder")
     with errors_as_exit():
         try:
             cfg = FloorConfig(repeats=repeats)

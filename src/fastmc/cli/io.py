@@ -59,13 +59,16 @@ def convert(
     chunk_size: int = typer.Option(
         100_000, "--chunk-size", help="Events read and written at a time (bounds the memory)."
     ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an existing output (never one of the inputs)."
+    ),
 ) -> None:
     """Convert event files between Dark Machines CSV (MeV), Parquet and ROOT (GeV).
 
     Several inputs are concatenated into one output.  CSV -> CSV reproduces real Dark Machines
     files byte for byte.  The output appears only when the conversion succeeded.
     """
-    from fastmc.io import detect_format, expand_paths, iter_events, open_writer
+    from fastmc.io import check_output, detect_format, expand_paths, iter_events, open_writer
 
     check_on_error(on_error)
     report: dict = {}
@@ -77,6 +80,7 @@ def convert(
                 detect_format(p)
         except (FileNotFoundError, ValueError) as exc:
             raise fail(str(exc)) from None
+        check_output(output, inputs=paths, overwrite=overwrite)
         with progress_bar("converting", None) as advance, open_writer(output) as writer:
             for chunk in iter_events(
                 paths,

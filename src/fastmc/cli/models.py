@@ -54,16 +54,17 @@ def _model_settings(spec: Any, data: dict[str, Any], sets: list[str],
     return settings
 
 
-def _train_settings(data: dict[str, Any], sets: list[str], flags: dict[str, Any]) -> Any:
-    """TrainConfig from the YAML ``train`` section, ``--set train.KEY=VALUE`` and the flags."""
-    from fastmc.config import from_dict, parse_assignments
+def _train_settings(data: dict[str, Any], sets: list[str], flags: dict[str, Any]) -> dict:
+    """The training settings asked for: the YAML ``train`` section, ``--set train.KEY=VALUE``
+    and the flags given (a dict: with ``--resume`` each is checked against the stored run)."""
+    from fastmc.config import parse_assignments
     from fastmc.workflows.train_config import TrainConfig
 
     settings = dict(data.get("train") or {})
     train_sets = [s[len("train."):] for s in sets if s.startswith("train.")]
     settings.update(parse_assignments(TrainConfig, train_sets))
     settings.update({k: v for k, v in flags.items() if v is not None})
-    return from_dict(TrainConfig, settings)
+    return settings
 
 
 @app.command("train")
@@ -126,23 +127,35 @@ def train_cmd(
     Energies are in GeV inside fastmc.  The model directory gets config.json,
     weights.safetensors (best validation loss), history.json and checkpoint.* after every epoch.
     """
+    from fastmc.config import from_dict
     from fastmc.models.base import get_model
     from fastmc.models.modeldir import ModelDir
-    from fastmc.workflows.train_config import load_yaml_config
+    from fastmc.workflows.resume import resume_settings
+    from fastmc.workflows.train_config import TrainConfig, load_yaml_config
     from fastmc.workflows.train_store import train_from_store
 
     with errors_as_exit():
         _set_threads(threads)
+        if output.exists() and not output.is_dir():
+            raise ConfigError(f"{output}: is a file; give a folder for the model (-o)")
         data: dict[str, Any] = load_yaml_config(config) if config else {}
-        spec = get_model(model or data.get("model") or "beta-vae")
+        asked_name = model or data.get("model")
+        # with --resume the stored model's settings are what the flags are checked against
+        stored_name = ModelDir(output).read_config()["model"] if resume else None
+        spec = get_model(asked_name or stored_name or "beta-vae")
         shorthands = {"--beta": beta, "--alpha": alpha, "--latent-dim": latent_dim,
                       "--flow-mode": flow_mode}
         model_cfg = _model_settings(spec, data, set_, shorthands)
-        tc = _train_settings(data, set_, {
+        asked = _train_settings(data, set_, {
             "epochs": epochs, "batch_size": batch_size, "batches_per_epoch": batches_per_epoch,
             "lr": lr, "patience": patience, "max_minutes": max_minutes, "device": device,
             "seed": seed, "process": process,
         })
+        if resume:  # the stored run wins; a flag that differs from it is an error
+            _, _, tc = resume_settings(output, model_name=asked_name, model_config=model_cfg,
+                                       config=asked)
+        else:
+            tc = from_dict(TrainConfig, asked)
         if not resume and ModelDir(output).has_checkpoint():
             raise ConfigError(
                 f"{output} already holds a training run; pass --resume to continue it or "
@@ -159,9 +172,9 @@ def train_cmd(
                     highlight=False,
                 )
 
-            result = train_from_store(store, output, model_name=spec.name, model_config=model_cfg,
-                                      config=tc, resume=resume, progress=advance,
-                                      on_epoch=on_epoch)
+            result = train_from_store(store, output, model_name=asked_name or spec.name,
+                                      model_config=model_cfg, config=asked if resume else tc,
+                                      resume=resume, progress=advance, on_epoch=on_epoch)
     console.print(
         f"[green]done[/]: {len(result.history)} epochs ({result.stopped}), best val loss "
         f"{result.best_val_loss:.4f} at epoch {result.best_epoch}, {result.seconds:.0f} s; "
@@ -257,12 +270,18 @@ def generate_cmd(
     channel: str | None = typer.Option(
         None, "--channel", help="Keep only events passing this selection (chan1, chan2a, chan2b, chan3)."
     ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an existing output (never one of the inputs)."
+    ),
 ) -> None:
     """Generate N events with a trained model, streamed to OUTPUT (GeV inside; MeV in CSV)."""
+    from fastmc.io import check_output, detect_format
     from fastmc.workflows.generate import generate
 
     with errors_as_exit():
         _set_threads(threads)
+        detect_format(output)
+        check_output(output, inputs=[truth_events] if truth_events else [], overwrite=overwrite)
         if prior == "truth" and truth_events is None:
             raise ConfigError("--prior truth encodes given events: pass --truth-events FILE")
         with progress_bar(f"generate ({prior})", n) as advance:

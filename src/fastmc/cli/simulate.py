@@ -93,6 +93,9 @@ def simulate_cmd(
     ),
     batch_size: int = typer.Option(200, "--batch-size", help="Events per Pythia batch."),
     list_: bool = typer.Option(False, "--list", help="Print the process catalogue and exit."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an existing output (never one of the inputs)."
+    ),
 ) -> None:
     """Simulate events with Pythia 8 (pp, 13 TeV, default tune, MPI and hadronisation on) and
     the Dark Machines detector response (Delphes ATLAS card: anti-kT R=0.6 jets, b-tagging,
@@ -115,8 +118,10 @@ def simulate_cmd(
     if n_events < 1 or jobs < 1:
         raise fail(f"-n and --jobs must be >= 1, got -n {n_events} --jobs {jobs}")
     params = _parse_params(param)
-    from fastmc.io import detect_format
+    from fastmc.io import check_output, detect_format
     from fastmc.simulate.run import simulate_to_file
+
+    check_output(output, overwrite=overwrite)
 
     try:
         detect_format(output)

@@ -65,12 +65,18 @@ def _save_json(path: Path, data: Any) -> None:
 
 
 def _load_json(path: Path) -> Any:
+    if path.parent.exists() and not path.parent.is_dir():
+        raise ModelDirError(
+            f"{path.parent}: is a file, not a model directory; give the folder `fastmc train` wrote"
+        )
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise ModelDirError(f"{path}: missing; is this a fastmc model directory?") from None
     except json.JSONDecodeError as exc:
         raise ModelDirError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    except UnicodeDecodeError:
+        raise ModelDirError(f"{path}: not text (damaged?); retrain the model") from None
 
 
 def _save_tensors(
@@ -91,11 +97,40 @@ def _load_tensors(
     if not path.exists():
         raise ModelDirError(f"{path}: missing")
     tensors = {}
-    with safe_open(str(path), framework="pt", device=str(device)) as f:
-        meta = f.metadata() or {}
-        for key in f.keys():
-            tensors[key] = f.get_tensor(key)
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as f:
+            meta = f.metadata() or {}
+            for key in f.keys():
+                tensors[key] = f.get_tensor(key)
+    except Exception as exc:  # safetensors raises its own SafetensorError, OSError, ...
+        if isinstance(exc, FastMCError):
+            raise
+        raise ModelDirError(
+            f"{path}: not a readable safetensors file ({type(exc).__name__}: "
+            f"{' '.join(str(exc).split())[:120]}); the file is damaged: retrain or restore it"
+        ) from None
     return tensors, dict(meta)
+
+
+def check_finite_tensors(tensors: Mapping[str, torch.Tensor], path: Path) -> None:
+    """ModelDirError naming the first tensor with NaN or infinite values."""
+    for key, value in tensors.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise ModelDirError(
+                f"{path}: tensor {key} holds {bad} non-finite value(s) (NaN or inf); the model "
+                "is broken: retrain it (with a lower --lr) or restore the weights"
+            )
+
+
+_CONFIG_FIELDS = (
+    ("model", lambda v: isinstance(v, str), "a model name"),
+    ("model_config", lambda v: isinstance(v, dict), "a JSON object"),
+    ("processes", lambda v: isinstance(v, list) and bool(v) and all(isinstance(x, str) for x in v),
+     "a non-empty list of process names"),
+    ("info", lambda v: v is None or isinstance(v, dict), "a JSON object"),
+    ("train_config", lambda v: v is None or isinstance(v, dict), "a JSON object"),
+)
 
 
 def model_tensors(model: GenerativeModel) -> dict[str, torch.Tensor]:
@@ -161,14 +196,22 @@ class ModelDir:
 
     def read_config(self) -> dict[str, Any]:
         """``config.json``, checked for format and version (ModelDirError otherwise)."""
-        desc = _load_json(self.path / CONFIG_FILE)
+        path = self.path / CONFIG_FILE
+        desc = _load_json(path)
         if not isinstance(desc, dict) or desc.get("format") != "fastmc-model":
-            raise ModelDirError(f"{self.path}: config.json is not a fastmc model description")
+            raise ModelDirError(f"{path}: not a fastmc model description; retrain the model")
         if desc.get("format_version") != FORMAT_VERSION:
             raise ModelDirError(
                 f"{self.path}: written with model format {desc.get('format_version')}, this "
                 f"fastmc reads format {FORMAT_VERSION}; retrain the model with this version"
             )
+        for key, ok, expected in _CONFIG_FIELDS:
+            if key not in desc or not ok(desc[key]):
+                got = repr(desc.get(key, "missing"))[:40]
+                raise ModelDirError(
+                    f"{path}: field {key}: expected {expected}, got {got}; the file was edited "
+                    "or damaged: retrain the model"
+                )
         return desc
 
     # -- weights and priors --------------------------------------------------------------
@@ -181,8 +224,16 @@ class ModelDir:
 
     def read_weights(self, model: GenerativeModel, device: str | torch.device = "cpu") -> None:
         """Load ``weights.safetensors`` into ``model`` (strict)."""
-        tensors, _ = _load_tensors(self.path / WEIGHTS_FILE, device)
-        apply_model_tensors(model, tensors)
+        path = self.path / WEIGHTS_FILE
+        tensors, _ = _load_tensors(path, device)
+        check_finite_tensors(tensors, path)
+        try:
+            apply_model_tensors(model, tensors)
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise ModelDirError(
+                f"{path}: does not fit the model in config.json "
+                f"({' '.join(str(exc).split())[:120]}); retrain the model"
+            ) from None
 
     def write_priors(self, model: GenerativeModel) -> None:
         """Write the model's fitted latent priors (the file is removed if there are none)."""
@@ -212,7 +263,7 @@ class ModelDir:
         return list(_load_json(self.path / HISTORY_FILE))
 
     def has_checkpoint(self) -> bool:
-        return (self.path / CHECKPOINT_JSON).exists()
+        return (self.path / CHECKPOINT_TENSORS).exists() or (self.path / CHECKPOINT_JSON).exists()
 
     def write_checkpoint(
         self, model: GenerativeModel, optimizer: torch.optim.Optimizer, status: Mapping[str, Any]
@@ -224,8 +275,34 @@ class ModelDir:
             for name, value in st.items():
                 t = value if isinstance(value, torch.Tensor) else torch.tensor(value)
                 tensors[f"optim.{idx}.{name}"] = t
-        _save_tensors(self.path / CHECKPOINT_TENSORS, tensors)
-        _save_json(self.path / CHECKPOINT_JSON, {**status, "param_groups": state["param_groups"]})
+        full = {**status, "param_groups": state["param_groups"]}
+        # the status travels inside the tensors file: one atomic write, so a kill at any
+        # moment leaves a checkpoint whose weights and epoch belong together
+        # (checkpoint.json is a copy for people and tools)
+        _save_tensors(self.path / CHECKPOINT_TENSORS, tensors, {"status": json.dumps(full)})
+        _save_json(self.path / CHECKPOINT_JSON, full)
+
+    def read_checkpoint_status(self) -> dict[str, Any]:
+        """The status of the checkpoint (epoch, counters, history), without loading tensors."""
+        path = self.path / CHECKPOINT_TENSORS
+        if not path.exists():
+            raise ModelDirError(
+                f"{path}: missing, there is no interrupted run to resume in {self.path}; "
+                "train without --resume"
+            )
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+        except Exception as exc:
+            raise ModelDirError(
+                f"{path}: not a readable safetensors file ({type(exc).__name__}); the "
+                "checkpoint is damaged: train again without --resume"
+            ) from None
+        if "status" in meta:
+            return json.loads(meta["status"])
+        return _load_json(self.path / CHECKPOINT_JSON)
 
     def read_checkpoint(
         self,
@@ -234,7 +311,7 @@ class ModelDir:
         device: str | torch.device = "cpu",
     ) -> dict[str, Any]:
         """Restore ``model`` and ``optimizer`` from the checkpoint; returns the status."""
-        status = _load_json(self.path / CHECKPOINT_JSON)
+        status = self.read_checkpoint_status()
         tensors, _ = _load_tensors(self.path / CHECKPOINT_TENSORS, device)
         own = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
         apply_model_tensors(model, own)

@@ -219,6 +219,7 @@ def generate_events(
         raw = sample_batch(model, b, prior, Condition(process=pname), gen, truth)
         attempted += b
         events = raw.to_events(process_names=model.processes, event_id_start=accepted)
+        _check_output_events(events)
         if channel is not None:
             from fastmc.selection import passes_channel
 
@@ -239,6 +240,21 @@ def generate_events(
         stats.update(attempted=attempted, accepted=accepted, passed=passed, shards=shard + 1)
         if len(events):
             yield events
+
+
+def _check_output_events(events: Events) -> None:
+    """ModelOutputError if the model produced NaN/infinite values or unknown object types."""
+    from fastmc.errors import ModelOutputError
+    from fastmc.io.validate import find_bad_events
+
+    bad, fields = find_bad_events(events)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ModelOutputError(
+            f"the model produced invalid values in {int(bad.sum())} of {len(events)} events "
+            f"(first: {fields[0]} of event {i}: not finite or an unknown type); the model is "
+            "broken: retrain it (a lower --lr helps against divergence); nothing was written"
+        )
 
 
 def generate(

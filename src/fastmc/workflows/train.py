@@ -140,8 +140,10 @@ def _run_epoch(
     mdir: ModelDir,
     device: torch.device,
     progress: Callable[[int], None] | None,
+    describe: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """Train and validate one epoch, update ``state``, write the files; the history record."""
+    """Train and validate one epoch, update ``state``, write the files (``describe()``
+    writes config.json, before the checkpoint that makes the run resumable); the record."""
     te = time.perf_counter()
     gen = torch.Generator(device=device).manual_seed(epoch_seed(config.seed, epoch, 1))
     train_loss, train_parts, n = _train_epoch(
@@ -165,6 +167,8 @@ def _run_epoch(
     state.history.append(record)
     state.epoch = epoch
     mdir.write_history(state.history)
+    if describe is not None:
+        describe()
     mdir.write_checkpoint(model, opt, state.status())
     return record
 
@@ -191,20 +195,49 @@ def train_model(
     checkpoint in ``model_dir`` (the model must have been built with the same config).
     Raises :class:`TrainingDivergedError` on a NaN/infinite loss.
     """
-    mdir = ModelDir(model_dir).create()
+    mdir = ModelDir(model_dir)
+    created = not mdir.path.exists()
+    mdir.create()
+    try:
+        return _train(model, train_batches, val_batches, config, mdir, data=data, resume=resume,
+                      progress=progress, on_epoch=on_epoch)
+    except BaseException:
+        # a run that fails before its first checkpoint leaves nothing behind (no config.json
+        # without weights); a later failure keeps the last good epoch's files
+        if created and not any(mdir.path.iterdir()):
+            mdir.path.rmdir()
+        raise
+
+
+def _train(
+    model: GenerativeModel,
+    train_batches: Callable[[int], Iterable[RawBatch]],
+    val_batches: Callable[[], Iterable[RawBatch]],
+    config: TrainConfig,
+    mdir: ModelDir,
+    *,
+    data: Mapping[str, Any] | None,
+    resume: bool,
+    progress: Callable[[int], None] | None,
+    on_epoch: Callable[[dict[str, Any]], None] | None,
+) -> TrainResult:
     device = resolve_device(config.device)
     model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     state = _resume(mdir, model, opt, device) if resume else _Progress()
-    mdir.write_config(model, train_config=config, data=data)
+    if resume:  # the stored settings, with an explicitly raised epoch limit
+        mdir.write_config(model, train_config=config, data=data)
     t0 = time.perf_counter()
     stopped = "epochs"
     start = state.epoch + 1
     if resume and config.patience and state.bad >= config.patience:
         stopped, start = "early_stopping", config.epochs + 1
     for epoch in range(start, config.epochs + 1):
+        # config.json only once there are weights to describe (a failed run leaves none)
+        describe = (lambda: mdir.write_config(model, train_config=config, data=data)) if (
+            epoch == start and not resume) else None
         record = _run_epoch(model, opt, state, epoch, train_batches, val_batches, config, mdir,
-                            device, progress)
+                            device, progress, describe)
         if on_epoch is not None:
             on_epoch(record)
         if config.patience and state.bad >= config.patience:

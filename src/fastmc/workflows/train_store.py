@@ -23,6 +23,7 @@ from fastmc.data.batch import RawBatch, cat_batches, raw_from_events
 from fastmc.devices import resolve_device
 from fastmc.models.base import GenerativeModel, build_model
 from fastmc.models.modeldir import ModelDir
+from fastmc.workflows.resume import resume_settings
 from fastmc.workflows.train import train_model
 from fastmc.workflows.train_config import TrainConfig, TrainResult
 
@@ -101,16 +102,19 @@ def _loader_batches(store: Any, processes: tuple[str, ...], config: TrainConfig)
     return train_batches
 
 
-def _build(store: Any, mdir: ModelDir, model_name: str, model_config: Mapping[str, Any] | None,
-           config: TrainConfig, resume: bool) -> tuple[GenerativeModel, TrainConfig]:
+def _build(store: Any, mdir: ModelDir, model_name: str | None,
+           model_config: Mapping[str, Any] | None, config: TrainConfig | Mapping[str, Any] | None,
+           resume: bool) -> tuple[GenerativeModel, TrainConfig]:
     """The model to train (fresh, or as recorded in ``mdir`` with ``resume``) and its settings."""
     saved_info: dict[str, Any] = {}
-    if resume:
-        desc = mdir.read_config()
-        model_name, model_config = desc["model"], desc["model_config"]
-        saved = from_dict(TrainConfig, desc["train_config"], source=str(mdir.path))
-        config = dataclasses.replace(saved, epochs=max(saved.epochs, config.epochs))
-        saved_info = dict(desc.get("info") or {})
+    if resume:  # the stored run wins; a request that differs from it is an error
+        model_name, model_config, config = resume_settings(
+            mdir.path, model_name=model_name, model_config=model_config, config=config
+        )
+        saved_info = dict(mdir.read_config().get("info") or {})
+    elif not isinstance(config, TrainConfig):
+        config = from_dict(TrainConfig, config)
+    model_name = model_name or "beta-vae"
     if config.process is not None:
         store.process_index(config.process)  # ValueError for an unknown process
     processes = store.processes if config.process is None else (config.process,)
@@ -124,24 +128,27 @@ def train_from_store(
     store_path: str | os.PathLike[str],
     model_dir: str | os.PathLike[str],
     *,
-    model_name: str = "beta-vae",
+    model_name: str | None = None,
     model_config: Mapping[str, Any] | None = None,
-    config: TrainConfig | None = None,
+    config: TrainConfig | Mapping[str, Any] | None = None,
     resume: bool = False,
     progress: Callable[[int], None] | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainResult:
     """Train ``model_name`` on an event store's ``train`` split, validate on its ``val`` split.
 
-    ``model_config`` overrides the model's default settings (dict).  With ``resume`` the
-    model and training settings are read back from ``model_dir`` (``config`` may raise
-    ``epochs``).  See :func:`fastmc.workflows.train.train_model` for the rest.
+    ``model_name`` (default ``"beta-vae"``); ``model_config`` overrides the model's default
+    settings (dict); ``config`` is a TrainConfig or a dict of its fields.  With ``resume``
+    the run stored in ``model_dir`` continues exactly: its settings win, and a setting given
+    here that differs from the stored one raises
+    :class:`~fastmc.workflows.resume.ResumeConflictError` (``epochs`` may raise the limit).
+    See :func:`fastmc.workflows.train.train_model` for the rest.
     """
     from fastmc.data.store import open_store
 
     store = open_store(store_path)
     mdir = ModelDir(model_dir)
-    model, config = _build(store, mdir, model_name, model_config, config or TrainConfig(), resume)
+    model, config = _build(store, mdir, model_name, model_config, config, resume)
     processes = model.processes
     if not resume:
         fit = list(store_batches(_split_events(store, "train", processes), config.fit_events,
