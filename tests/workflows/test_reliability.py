@@ -5,6 +5,7 @@ error, and every command-line failure is one line, exit 1, nothing written."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -225,3 +226,51 @@ def test_train_config_rejects_nan() -> None:
     for bad in ({"lr": float("nan")}, {"min_delta": float("nan")}):
         with pytest.raises(ValueError):
             TrainConfig(**bad)
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_points_resume_bit_identical(tiny_store: Path, tmp_path: Path) -> None:
+    """``fastmc train`` killed with SIGKILL at random moments (seeded delays after a
+    checkpoint appears), resumed each time: the final checkpoint equals an uninterrupted
+    run's, bit for bit."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    flags = ["--latent-dim", "4", "--batch-size", "64", "--batches-per-epoch", "20",
+             "--device", "cpu", "--patience", "0", "--epochs", "8", "--threads", "1"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+
+    def cmd(out: Path, *extra: str) -> list[str]:
+        return [sys.executable, "-c", "from fastmc.cli import main; main()", "train",
+                str(tiny_store), "-o", str(out), *flags, *extra]
+
+    subprocess.run(cmd(tmp_path / "full"), check=True, env=env, capture_output=True)
+    rng = np.random.default_rng(42)
+    out = tmp_path / "killed"
+    kills = 0
+    for _attempt in range(12):
+        resume = ["--resume"] if (out / "checkpoint.safetensors").exists() else []
+        proc = subprocess.Popen(cmd(out, *resume), env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        if kills < 3:
+            start = (out / "checkpoint.json").stat().st_mtime if (out / "checkpoint.json").exists() else 0
+            deadline = time.monotonic() + 120
+            while proc.poll() is None and time.monotonic() < deadline:
+                ck = out / "checkpoint.json"
+                if ck.exists() and ck.stat().st_mtime > start:
+                    break
+                time.sleep(0.02)
+            time.sleep(float(rng.uniform(0.0, 0.4)))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+        proc.wait(timeout=300)
+        if proc.returncode == 0:
+            break
+    assert kills >= 1
+    status = json.loads((out / "checkpoint.json").read_text())
+    assert status["epoch"] == 8 and [h["epoch"] for h in status["history"]] == list(range(1, 9))
+    a, b = checkpoint(tmp_path / "full"), checkpoint(out)
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -31,11 +31,13 @@ class AtomicWriter:
         self.meta: dict[str, Any] = dict(meta or {})
         self.n_written = 0
         self._done = False
+        self._opened = False
         self._ctx = atomic_path(self.path)
         self.tmp_path: Path = self._ctx.__enter__()
         try:
             self._open()
-        except BaseException:
+            self._opened = True
+        except BaseException:  # an interrupt may land here too: nothing to discard yet
             self.abort()
             raise
 
@@ -83,7 +85,8 @@ class AtomicWriter:
             return
         self._done = True
         try:
-            self._discard()
+            if self._opened:
+                self._discard()
         finally:
             self._ctx.__exit__(_Aborted, _Aborted(), None)
 
