@@ -18,7 +18,8 @@ matters, a constraint declared with :func:`setting`::
 into tuples) and its constraint, and raises :class:`~fastmc.errors.ConfigError` naming the
 class and field.  :func:`from_dict` builds a config from a dict (YAML, JSON, ``--set``) and
 names unknown keys; :func:`parse_assignments` turns ``key=value`` strings into a dict typed by
-the dataclass.
+the dataclass.  :func:`derive_seed` is the one rule that turns a user's seed into the seed
+of each stochastic part (a training epoch, a generated shard, a store split, a loader stream).
 """
 
 from __future__ import annotations
@@ -37,10 +38,38 @@ from fastmc.errors import ConfigError
 __all__ = [
     "check_config",
     "config_to_dict",
+    "derive_seed",
     "from_dict",
     "parse_assignments",
     "setting",
 ]
+
+
+def derive_seed(seed: int, *keys: int | str) -> int:
+    """The seed (an int in [0, 2**63)) of the part of a computation named by ``keys``.
+
+    ``numpy.random.SeedSequence(seed, spawn_key=keys).generate_state(1, uint64)[0] >> 1``,
+    with each string key replaced by the first 8 bytes (little endian) of its SHA-256: the
+    same (seed, keys) always give the same seed, different keys give independent streams
+    (no arithmetic collisions such as ``seed * a + epoch * b``).  ``derive_seed(s, shard)`` is
+    the shard seed of generation; ``derive_seed(s)`` mixes ``s`` alone.
+    """
+    import hashlib
+
+    import numpy as np
+
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    words = []
+    for key in keys:
+        if isinstance(key, str):
+            words.append(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little"))
+        elif isinstance(key, int | np.integer) and not isinstance(key, bool) and key >= 0:
+            words.append(int(key))
+        else:
+            raise ValueError(f"seed keys must be integers >= 0 or strings, got {key!r}")
+    state = np.random.SeedSequence(int(seed), spawn_key=tuple(words)).generate_state(1, np.uint64)
+    return int(state[0] >> np.uint64(1))
 
 
 def setting(

@@ -29,16 +29,20 @@ def _is_torch(x: Any) -> bool:
 def wrap_angle(phi: Any) -> Any:
     """Angles (radians, any shape, numpy array or torch tensor) wrapped into (-pi, pi].
 
-    dtype and device are kept.  Values already in (-pi, pi] come back unchanged.
+    dtype and device are kept.  Values already in (-pi, pi] come back bit for bit unchanged
+    (the shift by pi and back would round them).
     """
     if _is_torch(phi):
         import torch
 
         out = torch.remainder(phi + math.pi, 2 * math.pi) - math.pi  # [-pi, pi)
-        return torch.where(out <= -math.pi, out + 2 * math.pi, out)
+        out = torch.where(out <= -math.pi, out + 2 * math.pi, out)
+        return torch.where((phi > -math.pi) & (phi <= math.pi), phi, out)
     phi = np.asarray(phi)
     out = np.remainder(phi + np.pi, 2 * np.pi) - np.pi
-    return np.where(out <= -np.pi, out + 2 * np.pi, out).astype(phi.dtype, copy=False)
+    out = np.where(out <= -np.pi, out + 2 * np.pi, out)
+    out = np.where((phi > -np.pi) & (phi <= np.pi), phi, out)
+    return out.astype(phi.dtype, copy=False)
 
 
 def dark_machines_order(types: Any, pt: Any) -> Any:

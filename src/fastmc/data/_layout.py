@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from fastmc.config import derive_seed
+
 #: Bumped whenever the on-disk layout changes; stores of another version must be re-prepared.
 #: Version 2 added ``files`` (every shard's size and CRC-32) to ``meta.json``.
 SCHEMA_VERSION = 2
@@ -65,9 +67,9 @@ def file_record(path: Path) -> dict[str, Any]:
     return {"size": path.stat().st_size, "crc32": crc32_file(path)}
 
 
-def _process_seed(seed: int, process: str) -> list[int]:
-    digest = hashlib.sha256(process.encode()).digest()
-    return [int(seed), int.from_bytes(digest[:8], "little")]
+def _process_seed(seed: int, process: str) -> int:
+    """Seed of the train/val/test split of ``process`` (:func:`fastmc.config.derive_seed`)."""
+    return derive_seed(seed, "split", process)
 
 
 class NpyReader:

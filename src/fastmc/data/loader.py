@@ -55,6 +55,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from fastmc.config import derive_seed
 from fastmc.data._layout import NpyReader
 from fastmc.data.batch import RawBatch
 from fastmc.data.store import EventStore
@@ -259,7 +260,7 @@ class EventLoader(torch.utils.data.IterableDataset):
 
     def _rng(self, shard: int, stream: int, epoch: int | None = None) -> np.random.Generator:
         ep = self.epoch if epoch is None else epoch
-        return np.random.default_rng([self.seed, shard, stream, ep, 0x5EED])
+        return np.random.default_rng(derive_seed(self.seed, "loader", shard, stream, ep))
 
     def _open(self) -> dict[tuple[int, str], NpyReader]:
         if self._readers is None:

@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from fastmc.config import derive_seed
 from fastmc.evaluate import metrics as M
 from fastmc.evaluate._threads import single_threaded
 from fastmc.evaluate.observables import Observables, compute_observables
@@ -274,7 +275,7 @@ def _compare(
     floors: list[dict[str, float]] = []
     values: dict[str, list[dict[str, float]]] = {k: [] for k in generated}
     for r in range(cfg.repeats):
-        rng = np.random.default_rng([seed, r])
+        rng = np.random.default_rng(derive_seed(seed, "floor split", r))
         perm = rng.permutation(len(reference))
         a = reference.take(perm[:n])
         if reference2 is None:

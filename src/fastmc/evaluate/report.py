@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from fastmc import __version__
+from fastmc.config import derive_seed
 from fastmc.evaluate.classifier import classifier_test
 from fastmc.evaluate.floors import (
     FloorConfig,
@@ -159,7 +160,7 @@ def _rank_key(row: dict[str, Any]) -> tuple[float, float]:
 
 def _classifier(ref: Sample, gens: Mapping[str, Sample], ref2: Sample | None, n: int, seed: int,
                 progress: Callable[[int], None] | None) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    rng = np.random.default_rng([seed, 7919])
+    rng = np.random.default_rng(derive_seed(seed, "classifier split"))
     perm = rng.permutation(len(ref))
     a = ref.take(perm[:n])
     b = ref.take(perm[n : 2 * n]) if ref2 is None else ref2.take(rng.permutation(len(ref2))[:n])
@@ -236,7 +237,7 @@ def evaluate(
     if reference_label in generated:
         raise ValueError(f"a generated sample is labelled {reference_label!r}, like the reference; rename it")
     cfg = config or FloorConfig()
-    rng = np.random.default_rng([seed, 104729])
+    rng = np.random.default_rng(derive_seed(seed, "subsample"))
     reference = _subsample(reference, max_events, rng)
     generated = {k: _subsample(v, max_events, rng) for k, v in generated.items()}
     if reference2 is not None:

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from fastmc import __version__
+from fastmc.config import derive_seed
 from fastmc.data.batch import RawBatch
 from fastmc.devices import resolve_device
 from fastmc.errors import ConfigError
@@ -57,8 +58,7 @@ SEED_RULE = "numpy.random.SeedSequence(seed, spawn_key=(shard,)).generate_state(
 
 def shard_seed(seed: int, shard: int) -> int:
     """The torch seed of shard ``shard`` of a run seeded with ``seed`` (see module doc)."""
-    state = np.random.SeedSequence(seed, spawn_key=(shard,)).generate_state(1, np.uint64)[0]
-    return int(state) >> 1
+    return derive_seed(seed, shard)  # the rule SEED_RULE spells out
 
 
 @dataclasses.dataclass

@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from fastmc.config import derive_seed
 from fastmc.data.batch import RawBatch
 from fastmc.devices import resolve_device
 from fastmc.errors import ConfigError
@@ -41,8 +42,9 @@ __all__ = ["TrainConfig", "TrainResult", "TrainingDivergedError", "epoch_seed", 
 
 
 def epoch_seed(seed: int, epoch: int, stream: int) -> int:
-    """Seed of stream ``stream`` (1: training noise, 2: validation noise) of ``epoch``."""
-    return (seed * 1_000_003 + epoch * 7919 + stream) % (2**63 - 1)
+    """Seed of stream ``stream`` (1: training noise, 2: validation noise) of ``epoch``
+    (:func:`fastmc.config.derive_seed`)."""
+    return derive_seed(seed, "epoch", epoch, stream)
 
 
 @dataclasses.dataclass

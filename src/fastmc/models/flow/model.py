@@ -40,6 +40,7 @@ from fastmc.config import check_config, setting
 from fastmc.data.batch import RawBatch
 from fastmc.errors import require
 from fastmc.events import DEFAULT_MAX_OBJECTS
+from fastmc.kinematics import wrap_angle
 from fastmc.models.base import Condition, GenerativeModel, register_model
 from fastmc.models.flow.physics import (
     FEATURES_PER_SLOT,
@@ -389,13 +390,10 @@ def _mirror_half(raw: RawBatch, generator: torch.Generator | None) -> RawBatch:
     flip = torch.rand(len(raw), generator=generator, device=raw.device) < 0.5
     sign = torch.where(flip, -1.0, 1.0).to(raw.p4.dtype)
 
-    def wrap(phi: torch.Tensor) -> torch.Tensor:
-        return torch.where(phi <= -math.pi, phi + 2 * math.pi, phi)
-
     p4 = raw.p4.clone()
     p4[..., 2] = p4[..., 2] * sign[:, None] + 0.0  # + 0.0 turns -0.0 (padding) into 0.0
-    p4[..., 3] = wrap(p4[..., 3] * sign[:, None] + 0.0)
-    return dataclasses.replace(raw, p4=p4, met_phi=wrap(raw.met_phi * sign + 0.0))
+    p4[..., 3] = wrap_angle(p4[..., 3] * sign[:, None] + 0.0)
+    return dataclasses.replace(raw, p4=p4, met_phi=wrap_angle(raw.met_phi * sign + 0.0))
 
 
 register_model("flow", FlowConfig, FlowModel)

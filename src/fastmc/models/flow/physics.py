@@ -48,7 +48,8 @@ from fastmc.config import check_config, setting
 from fastmc.data.batch import RawBatch
 from fastmc.errors import ConfigError
 from fastmc.events import GROUP_OF_TYPE
-from fastmc.models.flow.separation import separate_jets, wrap_angle
+from fastmc.kinematics import sort_dark_machines, wrap_angle
+from fastmc.models.flow.separation import separate_jets
 
 __all__ = [
     "FEATURES_PER_SLOT",
@@ -67,19 +68,10 @@ MASS_FLOOR = 1e-6
 PHI_SCALE = math.pi * (1.0 + 1e-4)
 ETA_CLAMP = 1.0 - 1e-7
 _PI32_BELOW = float(np.nextafter(np.float32(np.pi), np.float32(0)))  # largest float32 < pi
-_GROUP_RANK = torch.tensor([99, 0, 0, 1, 1, 2, 2, 3])
 _GROUP_OF_TYPE = torch.as_tensor(GROUP_OF_TYPE.astype(np.int64))
 
 
 _wrap = wrap_angle
-
-
-def sort_dark_machines(types: torch.Tensor, p4: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Objects in Dark Machines order: ``types`` int [B, K], ``p4`` [B, K, 4] (E, pT, eta, phi)."""
-    rank = _GROUP_RANK.to(types.device)[types].double()
-    pt = torch.where(types == 0, torch.zeros_like(p4[..., 1]), p4[..., 1]).double()
-    order = torch.argsort(rank * 1e12 - pt, dim=1, stable=True)
-    return types.gather(1, order), p4.gather(1, order[..., None].expand_as(p4))
 
 
 @dataclasses.dataclass(frozen=True)

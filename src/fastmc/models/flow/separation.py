@@ -14,15 +14,11 @@ import math
 
 import torch
 
+from fastmc.kinematics import wrap_angle
+
 __all__ = ["close_jet_pairs", "separate_jets", "wrap_angle"]
 
 ETA_CLAMP = 1.0 - 1e-7
-
-
-def wrap_angle(phi: torch.Tensor) -> torch.Tensor:
-    """Angles (radians, any shape) wrapped into (-pi, pi]."""
-    out = torch.remainder(phi + math.pi, 2 * math.pi) - math.pi
-    return torch.where(out <= -math.pi, out + 2 * math.pi, out)
 
 
 def close_jet_pairs(

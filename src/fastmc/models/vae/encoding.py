@@ -39,13 +39,13 @@ Everything is vectorised torch on the input's device and dtype; no numpy round t
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import Any
 
 import torch
 
 from fastmc.data.batch import RawBatch
+from fastmc.kinematics import sort_dark_machines, wrap_angle
 from fastmc.models.vae.encoded import N_CLASSES, EncodedBatch, EncodingConfig
 
 __all__ = [
@@ -62,30 +62,19 @@ __all__ = [
 ENERGY_FLOOR = 1e-6
 #: GeV; object masses are floored here before log10 in the "physics" kind.
 MASS_FLOOR = 1e-3
-# group rank of each type code (padding last): jets, electrons, muons, photons
-_GROUP_RANK = (4, 0, 0, 1, 1, 2, 2, 3)
-
-
 def wrap_phi(phi: torch.Tensor) -> torch.Tensor:
-    """Wrap angles (radians, any shape) into (-pi, pi]."""
-    out = torch.remainder(phi + math.pi, 2 * math.pi) - math.pi  # [-pi, pi)
-    return torch.where(out <= -math.pi, out + 2 * math.pi, out)
+    """Wrap angles (radians, any shape) into (-pi, pi] (:func:`fastmc.kinematics.wrap_angle`)."""
+    return wrap_angle(phi)
 
 
 def restore_order(types: torch.Tensor, p4: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Sort objects into Dark Machines order; padding (type 0) last.
 
     types int64 [B, K], p4 float [B, K, 4] (E, pT, eta, phi; GeV).  Returns both reordered:
-    jets (j, b) by descending pT, then electrons, muons, photons, each by descending pT.
+    jets (j, b) by descending pT, then electrons, muons, photons, each by descending pT
+    (:func:`fastmc.kinematics.sort_dark_machines`).
     """
-    rank = torch.tensor(_GROUP_RANK, device=types.device)[types]
-    # two stable sorts: by descending pT, then by group rank (no float-key precision issues)
-    order = torch.sort(p4[..., 1], dim=1, descending=True, stable=True).indices
-    rank_sorted = torch.gather(rank, 1, order)
-    order = torch.gather(order, 1, torch.sort(rank_sorted, dim=1, stable=True).indices)
-    types = torch.gather(types, 1, order)
-    p4 = torch.gather(p4, 1, order.unsqueeze(-1).expand_as(p4))
-    return types, p4
+    return sort_dark_machines(types, p4)
 
 
 class Encoding:
