@@ -31,7 +31,14 @@ def _interrupted_convert(real_files: list[Path], tmp_path: Path, sig, copies: in
     deadline = time.monotonic() + 60
     while not writing() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
-    proc.send_signal(sig)
+    # repeated, as an impatient user would: a SIGINT that lands inside some pyarrow calls is
+    # taken by pyarrow's own cancellation handler and can be lost
+    while proc.poll() is None and time.monotonic() < deadline + 60:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            pass
     _, err = proc.communicate(timeout=60)
     return proc, err, out
 

@@ -219,7 +219,13 @@ def test_streams_by_file(store_all: Path, real_files: list[Path]) -> None:
         allowed[i] = {m.tobytes() + p.tobytes() for m, p in zip(ev.met, ev.p4, strict=True)}
     background = {store.process_index(p) for p in store.sources[0]["events_by_process"]}
     seen_bkg = set()
-    for batch in loader:
+    # two epochs (1200 background events, more than the file's train split) so that the
+    # circular stream covers the whole file whatever the seeded offset
+    batches = []
+    for epoch in (0, 1):
+        loader.set_epoch(epoch)
+        batches += list(loader)
+    for batch in batches:
         proc = batch.process.numpy()
         # 6 files: every file gives 100 events per batch, the background file its own mixture
         assert np.isin(proc, sorted(background)).sum() == 100

@@ -90,7 +90,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_store: Path, tmp_pat
 
 
 def test_early_stopping(tiny_store: Path, tmp_path: Path) -> None:
-    res = run(tiny_store, tmp_path / "m", epochs=30, patience=1, lr=0.5)
+    res = run(tiny_store, tmp_path / "m", epochs=30, patience=1, lr=0.2)
     assert res.stopped == "early_stopping" and len(res.history) < 30
 
 

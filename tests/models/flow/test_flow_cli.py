@@ -44,8 +44,8 @@ def test_train_and_generate_flow(tiny_store: Path, tmp_path: Path, mode: str) ->
     if mode == "coupling":  # latent options are refused with one clear line
         res = runner.invoke(app, ["fit-prior", str(model_dir), "--prior", "gmm"])
         assert res.exit_code == 1 and "no latent prior to fit" in res.output
-        res = runner.invoke(app, ["generate", str(model_dir), "-n", "5", "-o", str(out),
-                                  "--prior", "gmm"])
+        res = runner.invoke(app, ["generate", str(model_dir), "-n", "5", "-o",
+                                  str(tmp_path / "gmm.parquet"), "--prior", "gmm"])
         assert res.exit_code == 1 and "standard-normal base only" in res.output
 
 
