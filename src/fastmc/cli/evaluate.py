@@ -72,11 +72,13 @@ def evaluate_cmd(
         labels = [Path(g).name.split(".")[0] or f"generated{i + 1}" for i, g in enumerate(generated)]
     if len(set(labels)) != len(labels) or "reference" in labels:
         raise fail(f"labels must be distinct and not 'reference', got {labels}; use --label")
-    from fastmc.io import check_output
+    from fastmc.io import check_output, expand_paths
 
-    inputs = [*reference, *generated, *(reference2 or [])]
-    check_output(out, inputs=[p for p in inputs if Path(p).exists()], overwrite=overwrite,
-                 kind="folder")
+    # missing inputs first, then the output (never one of the inputs, replaced only with
+    # --overwrite); each sample is expanded on its own (a sample may be given twice)
+    groups = [reference, *([g] for g in generated), *([reference2] if reference2 else [])]
+    inputs = [p for group in groups for p in expand_paths(group)]
+    check_output(out, inputs=inputs, overwrite=overwrite, kind="folder")
     with errors_as_exit():
         try:
             cfg = FloorConfig(repeats=repeats)
