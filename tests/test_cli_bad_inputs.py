@@ -69,7 +69,7 @@ def test_convert_same_input_twice(csv: Path, tmp_path: Path) -> None:
 # ---------------------------------------------------------------- 3. unchecked data
 @pytest.mark.parametrize("fmt", ["parquet", "root"])
 @pytest.mark.parametrize("what", ["met", "E", "type"])
-@pytest.mark.parametrize("command", ["info", "info --json", "prepare"])
+@pytest.mark.parametrize("command", ["info", "info --json", "prepare", "evaluate"])
 def test_invalid_values(real: Events, tmp_path: Path, fmt: str, what: str, command: str) -> None:
     ev = real[:]
     ev.p4, ev.met, ev.types = ev.p4.copy(), ev.met.copy(), ev.types.copy()
@@ -80,7 +80,13 @@ def test_invalid_values(real: Events, tmp_path: Path, fmt: str, what: str, comma
     else:
         ev.types[5, 0] = 9
     path = _unchecked(tmp_path / f"bad.{fmt}", ev)
-    args = command.split() + [path] + (["-o", tmp_path / "S"] if command == "prepare" else [])
+    if command == "evaluate":
+        good = tmp_path / f"good.{fmt}"
+        write_events(good, real)
+        args = ["evaluate", "-r", good, "-g", path, "-o", tmp_path / "report", "--no-plots",
+                "--no-classifier"]
+    else:
+        args = command.split() + [path] + (["-o", tmp_path / "S"] if command == "prepare" else [])
     run_bad(args, tmp_path, contains="of entry 5")
 
 
@@ -253,3 +259,10 @@ def test_simulate_existing_output(tmp_path: Path) -> None:
     out = tmp_path / "sim.csv"
     out.write_text("precious")
     run_bad(["simulate", "ttbar", "-n", "10", "-o", out], tmp_path, contains="pass --overwrite")
+
+
+def test_train_on_store_with_empty_shard(csv: Path, tmp_path: Path) -> None:
+    s = prepare([csv], tmp_path / "S")
+    (s / "train" / "p000" / "met.npy").write_bytes(b"")
+    run_bad(["train", s, "-o", tmp_path / "m", "--epochs", "1", "--device", "cpu"], tmp_path,
+            contains="met.npy")

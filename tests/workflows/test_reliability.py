@@ -160,6 +160,22 @@ def broken(model_dir: Path, tmp_path: Path) -> Path:
     return copy
 
 
+@pytest.mark.parametrize("mask", [0o022, 0o002])
+def test_model_files_follow_umask(tiny_store: Path, tmp_path: Path, mask: int) -> None:
+    import os
+    import stat
+
+    old = os.umask(mask)
+    try:
+        train_from_store(tiny_store, tmp_path / "m", model_config=TINY,
+                         config={**FAST, "epochs": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "m").stat().st_mode) == 0o777 & ~mask
+    for f in (tmp_path / "m").iterdir():
+        assert stat.S_IMODE(f.stat().st_mode) == 0o666 & ~mask, f.name
+
+
 def test_generate_nan_weights(broken: Path, tmp_path: Path) -> None:
     tensors = load_file(broken / "weights.safetensors")
     key = next(k for k, v in tensors.items() if v.is_floating_point() and v.numel() > 1)

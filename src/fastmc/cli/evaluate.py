@@ -82,7 +82,8 @@ def evaluate_cmd(
     with errors_as_exit():
         try:
             cfg = FloorConfig(repeats=repeats)
-            console.print("reading events ...", highlight=False)
+            if console.is_terminal:  # in logs and pipes an error stays the only line
+                console.print("reading events ...", highlight=False)
             ref = _read(reference, "--reference")
             gens = {lab: _read([g], f"--generated {g}") for lab, g in zip(labels, generated, strict=True)}
             ref2 = _read(reference2, "--reference2") if reference2 else None
