@@ -200,7 +200,7 @@ def info(
             raise fail(str(exc)) from None
     _print_skips(report)
     if as_json:
-        typer.echo(json.dumps(summary, indent=2))
+        typer.echo(json.dumps(summary, indent=2, allow_nan=False))  # strict JSON, never NaN
         return
     title = str(expanded[0]) if len(expanded) == 1 else f"{len(expanded)} files"
     out = Console()
