@@ -48,14 +48,23 @@ def test_evaluate_ranks_and_writes_report(tmp_path):
     assert math.isfinite(good_row.fpd) and math.isfinite(good_row.kpd)
     assert 0 <= good_row.physicality <= 1
     m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
-    assert m["n_matched"] == 800 and m["repeats"] == 3 and m["channel"] == "chan3"
+    assert m["repeats"] == 3 and m["channel"] == "chan3"
     assert set(m["samples"]) == {"good", "bad"}
+    # honest sizes: each sample at its own size, against the whole reference
+    assert m["samples"]["good"]["n_compared"] == 800 and m["samples"]["bad"]["n_compared"] == 800
+    we = m["whole_event"]["samples"]["bad"]
+    assert we["n_generated"] == 1000 and we["n_reference"] == 1600
+    assert we["floor_n_generated"] == 800 and we["floor_n_reference"] == 800
+    # a 1.6x MET scale on exponential MET: the best possible AUC is 1.6 / 2.6 = 0.615
+    assert we["significance"] > 3 and m["whole_event"]["samples"]["good"]["significance"] < 3
     assert m["samples"]["bad"]["metrics"]["w1/met"]["significance"] > 5
     assert m["samples"]["good"]["physicality"]["selection"] == pytest.approx(
         report.metrics["samples"]["good"]["physicality"]["selection"]
     )
     html = (tmp_path / "rep" / "index.html").read_text()
     assert _offline(html) and "Summary" in html and "W1/floor" in html and "jet1_pt" in html
+    # the headline comes first
+    assert html.index("Whole-event classifier test") < html.index("Summary (best first)")
     with pytest.raises(ValueError, match="labelled"):
         evaluate(ref, {"reference": good})
     with pytest.raises(ValueError, match="too few events"):
@@ -98,7 +107,8 @@ def test_cli_evaluate_on_real_files(tmp_path, data_dir):
     )
     assert res.exit_code == 0, res.output
     m = json.loads((out / "metrics.json").read_text())
-    assert m["n_matched"] == 750 and m["samples"]["sqsq1"]["physicality"]["valid"] == 1.0
+    assert m["samples"]["sqsq1"]["n_compared"] == 750 and m["samples"]["sqsq1"]["physicality"]["valid"] == 1.0
+    assert "whole-event AUC" in res.output and "FLAGGED" in res.output
     assert m["summary"][0]["auc"] > 0.65
     assert (out / "index.html").exists()
 

@@ -50,20 +50,23 @@ def evaluate_cmd(
     ),
     repeats: int = typer.Option(10, "--repeats", min=3, help="Seeded splits for the floors (default 10)."),
     seed: int = typer.Option(0, "--seed", help="Seed of every split, subsample and classifier (default 0)."),
-    no_classifier: bool = typer.Option(False, "--no-classifier", help="Skip the classifier two-sample test."),
+    no_classifier: bool = typer.Option(False, "--no-classifier", help="Skip the whole-event classifier test "
+                                       "(the headline)."),
+    model: str = typer.Option("hgb", "--classifier-model", help="Whole-event classifier: hgb (gradient "
+                              "boosting, default) or mlp (small torch MLP)."),
+    folds: int = typer.Option(5, "--folds", min=2, help="k of the k-fold scoring (every event scored once)."),
+    n_jets: int = typer.Option(8, "--n-jets", min=1, help="Jets per event in the whole-event features."),
     no_plots: bool = typer.Option(False, "--no-plots", help="Skip the plots (faster)."),
     out: Path = typer.Option(..., "-o", "--output", help="Report folder: metrics.json, plots/*.png, index.html."),
-    overwrite: bool = typer.Option(
-        False, "--overwrite", help="Write into an existing report folder (its report files are "
-        "replaced, other files kept)."
-    ),
 ) -> None:
     """Compare generated events with reference events: W1 (units of the reference std), KS,
     JS, chi2 per observable (GeV, radians), FPD, KPD, classifier AUC and physicality, each
     with its statistical floor (two reference samples of the same size), ratio and
     significance.  Writes a self-contained index.html that opens offline."""
+    from fastmc.evaluate.features import FeatureConfig
     from fastmc.evaluate.floors import FloorConfig
     from fastmc.evaluate.report import evaluate, evaluation_steps
+    from fastmc.evaluate.wholeevent import ClassifierConfig
 
     labels = list(label or [])
     if labels and len(labels) != len(generated):
@@ -72,18 +75,13 @@ def evaluate_cmd(
         labels = [Path(g).name.split(".")[0] or f"generated{i + 1}" for i, g in enumerate(generated)]
     if len(set(labels)) != len(labels) or "reference" in labels:
         raise fail(f"labels must be distinct and not 'reference', got {labels}; use --label")
-    from fastmc.io import check_output, expand_paths
-
-    # missing inputs first, then the output (never one of the inputs, replaced only with
-    # --overwrite); each sample is expanded on its own (a sample may be given twice)
-    groups = [reference, *([g] for g in generated), *([reference2] if reference2 else [])]
-    inputs = [p for group in groups for p in expand_paths(group)]
-    check_output(out, inputs=inputs, overwrite=overwrite, kind="folder")
     with errors_as_exit():
         try:
             cfg = FloorConfig(repeats=repeats)
-            if console.is_terminal:  # in logs and pipes an error stays the only line
-                console.print("reading events ...", highlight=False)
+            ccfg = ClassifierConfig(model=model, folds=folds)
+            fcfg = FeatureConfig(n_jets=n_jets, n_pair_jets=min(6, n_jets), n_triplet_jets=min(6, n_jets),
+                                 n_lepton_jets=min(4, n_jets))
+            console.print("reading events ...", highlight=False)
             ref = _read(reference, "--reference")
             gens = {lab: _read([g], f"--generated {g}") for lab, g in zip(labels, generated, strict=True)}
             ref2 = _read(reference2, "--reference2") if reference2 else None
@@ -92,17 +90,38 @@ def evaluate_cmd(
                 report = evaluate(
                     ref, gens, reference2=ref2, channel=channel, out_dir=out, seed=seed, config=cfg,
                     classifier=not no_classifier, plots=not no_plots, max_events=max_events, progress=advance,
+                    feature_config=fcfg, classifier_config=ccfg,
                 )
         except FastMCError:
             raise
         except ValueError as exc:
             raise fail(str(exc)) from None
+    for w in report.metrics.get("warnings", []):
+        console.print(f"warning: {w}", highlight=False, markup=False, style="yellow")
+    we = report.metrics.get("whole_event") or {"samples": {}}
     for row in report.summary:
+        d = we["samples"].get(row.label)
+        if d:
+            flag = "  FLAGGED" if d["flagged"] else ""
+            per = ", ".join(f"{b['n_jets']}j {_num(b['auc'])}" for b in d["per_n_jets"])
+            console.print(
+                f"{row.rank}. {row.label}: whole-event AUC {_num(d['auc'])} +- {_num(d['auc_err'])} "
+                f"(floor {_num(d['floor_auc'])} +- {_num(d['floor_auc_err'])}; {_num(d['significance'], '.1f')} "
+                f"sigma){flag}; n = {d['n_generated']} generated vs {d['n_reference']} reference "
+                f"(floor {d['floor_n_generated']} vs {d['floor_n_reference']}); per jet multiplicity: {per}",
+                highlight=False, markup=False,
+            )
         console.print(
-            f"{row.rank}. {row.label}: AUC {row.auc:.3f} +- {row.auc_err:.3f} (floor {row.auc_floor:.3f}), "
-            f"W1/floor median {row.w1_ratio_median:.2f} worst {row.w1_ratio_max:.2f} ({row.w1_worst}), "
-            f"FPD {row.fpd:.3g} (floor {row.fpd_floor:.3g}), KPD {row.kpd:.3g} (floor {row.kpd_floor:.3g}), "
-            f"physicality {row.physicality:.3f}",
+            f"   W1/floor median {_num(row.w1_ratio_median, '.2f')} worst {_num(row.w1_ratio_max, '.2f')} "
+            f"({row.w1_worst}), FPD {_num(row.fpd, '.3g')} (floor {_num(row.fpd_floor, '.3g')}), "
+            f"KPD {_num(row.kpd, '.3g')} (floor {_num(row.kpd_floor, '.3g')}), physicality {_num(row.physicality)}",
             highlight=False, markup=False,
         )
     console.print(f"report written to {out / 'index.html'}", highlight=False)
+
+
+def _num(x: float | None, fmt: str = ".3f") -> str:
+    """A number for the terminal; 'skipped' when there is none (no nan on screen)."""
+    if x is None or x != x or x in (float("inf"), float("-inf")):
+        return "skipped"
+    return format(x, fmt)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import base64
 import html
 import math
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from fastmc.evaluate.observables import OBSERVABLES
 from fastmc.events import TYPE_NAMES
-
-if TYPE_CHECKING:
-    from fastmc.evaluate.report import Report
 
 __all__ = ["render_html"]
 
@@ -28,7 +27,7 @@ td.l,th.l{text-align:left}.ok{background:#e6f4e6}.warn{background:#fff1cc}.bad{b
 
 def _f(x: Any, digits: int = 3) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "&ndash;"
+        return "skipped"
     if isinstance(x, int):
         return str(x)
     x = float(x)
@@ -67,41 +66,112 @@ def _stat_cells(st: dict[str, Any] | None) -> list[tuple[str, str]]:
     ]
 
 
+def _warnings(m: dict[str, Any]) -> list[str]:
+    return [f"<p class=warn>{html.escape(w)}</p>" for w in m.get("warnings", [])]
+
+
 def _img(path: Any) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return f"<img alt='{html.escape(path.stem)}' src='data:image/png;base64,{data}'>"
 
 
-def render_html(report: Report) -> str:
-    """The report page: summary ranking, metric tables with floors, embedded plots."""
-    m = report.metrics
+def _headline(m: dict[str, Any]) -> list[str]:
+    """The whole-event classifier table (the headline) and its per-multiplicity AUCs."""
+    we = m.get("whole_event")
     esc = html.escape
+    if not we:
+        return ["<h2 id=headline>Whole-event classifier test</h2><p>skipped (run without --no-classifier)</p>"]
+    rows, mult = [], []
+    for label, d in we["samples"].items():
+        rows.append([
+            (esc(label), ""),
+            (f"{_f(d['auc'])} &plusmn; {_f(d['auc_err'], 2)}", ""),
+            (f"{_f(d['floor_auc'])} &plusmn; {_f(d['floor_auc_err'], 2)}", ""),
+            (_f(d["significance"], 2), _sig_class(d["significance"])),
+            (f"{d['n_generated']} vs {d['n_reference']}", ""),
+            (f"{d['floor_n_generated']} vs {d['floor_n_reference']}", ""),
+            (_f(d["weights"]["generated"]["frac_w_gt_5"]), ""),
+            (_f(d["weights"]["reference"]["frac_w_lt_0.2"]), ""),
+        ])
+        for b in d["per_n_jets"]:
+            mult.append([(esc(label), ""), (esc(b["n_jets"]), ""),
+                         (f"{_f(b['auc'])} &plusmn; {_f(b['auc_err'], 2)}", ""),
+                         (f"{_f(b['floor_auc'])} &plusmn; {_f(b['floor_auc_err'], 2)}", ""),
+                         (_f(b["significance"], 2), _sig_class(b["significance"])),
+                         (f"{b['n_generated']} vs {b['n_reference']}", "")])
+        if d["per_n_jets_skipped"]:
+            mult.append([(esc(label), ""), (esc(", ".join(d["per_n_jets_skipped"])), ""),
+                         ("skipped: too few events", ""), ("", ""), ("", ""), ("", "")])
+    out = [
+        "<h2 id=headline>Whole-event classifier test (headline)</h2>",
+        "<p class=note>Gradient-boosted trees on every object, every jet pair and triplet "
+        f"({len(we['features'])} features, see docs/evaluation.md), k-fold: every event scored once. "
+        "AUC 0.5 = indistinguishable. Each sample against the <b>whole</b> reference at its own size; "
+        f"floor: {esc(we['floor_source'])} (sizes given). significance = (AUC &minus; floor) / combined "
+        "error; &ge; 5 flagged. w = p/(1&minus;p) estimates p<sub>gen</sub>/p<sub>ref</sub>: generated "
+        "events at w &gt; 5 sit where the reference has few; reference events at w &lt; 0.2 sit where "
+        "the generator has few.</p>",
+        _table(["sample", "AUC", "floor AUC", "significance", "n gen vs ref", "floor n", "gen w>5",
+                "ref w<0.2"], rows),
+        "<h3>AUC per jet multiplicity</h3>",
+        _table(["sample", "jets", "AUC", "floor AUC", "significance", "n gen vs ref"], mult),
+    ]
+    return out
+
+
+def _artificial(m: dict[str, Any]) -> list[str]:
+    we = m.get("whole_event")
+    if not we:
+        return []
+    esc = html.escape
+    parts = ["<h2>Most artificial generated events (largest classifier weight)</h2>"]
+    for label, d in we["samples"].items():
+        rows = d["most_artificial"]
+        if not rows:
+            continue
+        keys = [k for k in rows[0] if k != "index"]
+        parts.append(f"<h3>{esc(label)}</h3>")
+        parts.append(_table(["event", *keys], [[(str(r["index"]), "")] + [(_f(r.get(k)), "") for k in keys]
+                                              for r in rows]))
+    return parts
+
+
+def render_html(metrics: dict[str, Any], plots: Sequence[Path] = ()) -> str:
+    """The report page of ``metrics`` (the content of metrics.json) with the PNGs ``plots``
+    embedded: the whole-event classifier headline first, then the summary ranking, the
+    metric tables with floors and the plots."""
+    m = metrics
+    esc = html.escape
+    plots = list(plots)
     parts = [
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>",
         "<title>fastmc evaluation</title>",
         f"<style>{_CSS}</style></head><body>",
         "<h1>fastmc evaluation report</h1>",
         f"<p>Reference <b>{esc(str(m['reference']['label']))}</b>: {m['reference']['n_events']} events. "
-        f"Comparisons at matched size <b>n = {m['n_matched']}</b> events per side, "
-        f"{m['repeats']} seeded splits (seed {m['seed']}); floors: {esc(m['floor_source'])}. "
-        f"fastmc {esc(m['fastmc_version'])}.</p>",
-        "<p class=note>Every distance is computed between n generated and n reference events and "
-        "shown beside its <i>floor</i>: the same distance between two independent reference "
-        "samples of the same size (mean &plusmn; spread over splits). ratio = value / floor; "
-        "significance = (value &minus; floor) / pooled spread of one split (green &lt; 3, yellow "
-        "3&ndash;5, red &ge; 5). W1 is in units of the reference standard deviation; KS in [0, 1]; "
-        "JS divergence base 2; chi2 is chi2/ndf of unit-area histograms; FPD and KPD are on the "
-        "standardised observable vector (energies as log(1 + E/GeV)). AUC: held-out ROC AUC of a "
-        "gradient-boosted classifier, 0.5 = indistinguishable.</p>",
+        f"{m['repeats']} seeded splits for per-observable floors (seed {m['seed']}); floors: "
+        f"{esc(m['floor_source'])}. fastmc {esc(m['fastmc_version'])}.</p>",
+        *_warnings(m),
+        *_headline(m),
         "<h2>Summary (best first)</h2>",
+        "<p class=note>Every distance is computed between n generated and n reference events "
+        "(n per sample, column 'n compared') and shown beside its <i>floor</i>: the same distance "
+        "between two independent reference samples of the same size (mean &plusmn; spread over "
+        "splits). ratio = value / floor; significance = (value &minus; floor) / pooled spread of one "
+        "split (green &lt; 3, yellow 3&ndash;5, red &ge; 5). W1 is in units of the reference standard "
+        "deviation; KS in [0, 1]; JS divergence base 2; chi2 is chi2/ndf of unit-area histograms; FPD "
+        "and KPD are on the standardised observable vector (energies as log(1 + E/GeV)). AUC: the "
+        "whole-event classifier above.</p>",
     ]
     rows = []
     for s in m["summary"]:
+        d = m["samples"][s["label"]]
         rows.append([
             (esc(s["label"]), ""),
             (str(s["rank"]), ""),
             (str(s["n_events"]), ""),
-            (f"{_f(s['auc'])} &plusmn; {_f(s['auc_err'], 2)}", ""),
+            (str(d.get("n_compared", "skipped")), ""),
+            (f"{_f(s['auc'])} &plusmn; {_f(s['auc_err'], 2)}", _sig_class(s.get("auc_significance"))),
             (f"{_f(s['auc_floor'])} &plusmn; {_f(s['auc_floor_err'], 2)}", ""),
             (_f(s["w1_ratio_median"]), ""),
             (f"{_f(s['w1_ratio_max'])} ({esc(s['w1_worst'])})", ""),
@@ -111,8 +181,9 @@ def render_html(report: Report) -> str:
             (_f(s["physicality"]), ""),
         ])
     parts.append(_table(
-        ["sample", "rank", "events", "AUC", "AUC floor", "W1/floor median", "W1/floor worst",
+        ["sample", "rank", "events", "n compared", "AUC", "AUC floor", "W1/floor median", "W1/floor worst",
          "max significance", "FPD / floor", "KPD / floor", "physicality"], rows))
+    parts += _artificial(m)
 
     # physicality
     checks = [k for k in m["reference"]["physicality"] if k != "n_events"]
@@ -124,21 +195,6 @@ def render_html(report: Report) -> str:
         prow.append([(esc(label), "")] + [(_f(d["physicality"].get(c)), "") for c in checks])
     parts += ["<h2>Physicality (share of events passing)</h2>", _table(["sample", *checks], prow)]
 
-    # classifier and whole-event
-    crow = []
-    if m.get("classifier_floor"):
-        fl = m["classifier_floor"]
-        crow.append([("reference vs reference (floor)", ""), (f"{_f(fl['auc'])} &plusmn; {_f(fl['auc_err'], 2)}", ""),
-                     ("&ndash;", ""), (str(fl["n_train"]), ""), (str(fl["n_test"]), "")])
-    for label, d in m["samples"].items():
-        c = d.get("classifier")
-        if c:
-            crow.append([(esc(label), ""), (f"{_f(c['auc'])} &plusmn; {_f(c['auc_err'], 2)}", ""),
-                         (_f(c["significance"], 2), _sig_class(c["significance"])),
-                         (str(c["n_train"]), ""), (str(c["n_test"]), "")])
-    if crow:
-        parts += ["<h2>Classifier two-sample test</h2>",
-                  _table(["sample", "AUC", "significance vs floor", "train events", "test events"], crow)]
     wrow = []
     for label, d in m["samples"].items():
         for key in ("fpd", "kpd"):
@@ -172,16 +228,16 @@ def render_html(report: Report) -> str:
         parts.append(_table(hdr, orow))
 
     # plots
-    if report.plots:
+    if plots:
         parts.append("<h2>Plots</h2><p class=note>Histograms normalised to unit area; under/overflow in "
                      "the edge bins; ratio panels generated / reference with statistical errors, "
                      "empty bins blank. 2-D: phi of the two leading jets (the 'holes' test of Otten "
                      "et al.) and eta vs pT of the leading jet.</p>")
-        wide = [p for p in report.plots if p.stem in ("multiplicities", "phi_jet1_vs_jet2", "eta_vs_pt_jet1")]
+        wide = [p for p in plots if p.stem in ("multiplicities", "phi_jet1_vs_jet2", "eta_vs_pt_jet1")]
         for p in wide:
             parts.append(f"<figure class=wide>{_img(p)}</figure>")
         parts.append("<div class=grid>")
-        for p in report.plots:
+        for p in plots:
             if p not in wide:
                 parts.append(f"<figure>{_img(p)}</figure>")
         parts.append("</div>")

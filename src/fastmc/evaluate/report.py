@@ -19,8 +19,7 @@ from typing import Any
 import numpy as np
 
 from fastmc import __version__
-from fastmc.config import derive_seed
-from fastmc.evaluate.classifier import classifier_test
+from fastmc.evaluate.features import FeatureConfig, WholeEventFeatures, whole_event_features
 from fastmc.evaluate.floors import (
     FloorConfig,
     Sample,
@@ -29,8 +28,16 @@ from fastmc.evaluate.floors import (
     make_sample,
     matched_size,
 )
+from fastmc.evaluate.html import render_html
 from fastmc.evaluate.metrics import physicality
 from fastmc.evaluate.observables import OBSERVABLES
+from fastmc.evaluate.wholeevent import (
+    ClassifierConfig,
+    WholeEventResult,
+    summarise,
+    whole_event_floor,
+    whole_event_test,
+)
 from fastmc.events import Events
 from fastmc.io.atomic import atomic_path
 
@@ -41,8 +48,11 @@ __all__ = ["Report", "SampleSummary", "evaluate", "evaluation_steps"]
 class SampleSummary:
     """One row of the ranking (best first in :attr:`Report.summary`).
 
-    ``auc``/``auc_err``: held-out classifier AUC and its Hanley-McNeil error (NaN without the
-    classifier), ``auc_floor``/``auc_floor_err`` the same for reference vs reference;
+    ``auc``/``auc_err``: the headline, the whole-event classifier's out-of-fold AUC of the whole
+    sample against the whole reference and its Hanley-McNeil error (NaN without the
+    classifier); ``auc_floor``/``auc_floor_err`` the same for two disjoint parts of the
+    reference (:mod:`fastmc.evaluate.wholeevent`); ``auc_significance`` = (AUC - floor) /
+    combined error (>= 5: flagged); ``n_reference``: reference events in the test;
     ``w1_ratio_median``/``w1_ratio_max``: median/largest over observables of W1 divided by its
     floor, ``w1_worst`` the observable of the largest; ``max_significance``/``worst_metric``:
     the largest significance of all metrics and its key; ``fpd``, ``kpd`` (unitless, on the
@@ -57,6 +67,8 @@ class SampleSummary:
     auc_err: float
     auc_floor: float
     auc_floor_err: float
+    auc_significance: float
+    n_reference: int
     w1_ratio_median: float
     w1_ratio_max: float
     w1_worst: str
@@ -80,13 +92,16 @@ class Report:
 
     ``summary``: :class:`SampleSummary` rows, best first; ``metrics``: everything, JSON-ready
     (the content of ``metrics.json``; non-finite numbers are ``None``); ``out_dir``: where the
-    report was written (None if not written); ``plots``: paths of the PNGs written.
+    report was written (None if not written); ``plots``: paths of the PNGs written;
+    ``whole_event``: label -> :class:`~fastmc.evaluate.wholeevent.WholeEventResult` (the
+    out-of-fold classifier scores of every event, for the API user's own plots).
     """
 
     summary: list[SampleSummary]
     metrics: dict[str, Any]
     out_dir: Path | None = None
     plots: list[Path] = dataclasses.field(default_factory=list)
+    whole_event: dict[str, WholeEventResult] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(self.metrics, indent=1, allow_nan=False)
@@ -94,9 +109,9 @@ class Report:
 
 def evaluation_steps(n_generated: int, *, repeats: int, classifier: bool = True, plots: bool = True) -> int:
     """How many times :func:`evaluate` calls ``progress(1)`` (for a progress bar's total)."""
-    steps = repeats * (1 + n_generated)
+    steps = repeats * 2 * n_generated
     if classifier:
-        steps += 1 + n_generated
+        steps += 2 * n_generated  # a test and (at most) a floor per sample
     if plots:
         steps += len(OBSERVABLES) + 3
     return steps
@@ -123,8 +138,8 @@ def _subsample(events: Events, max_events: int | None, rng: np.random.Generator)
     return events[np.sort(rng.choice(len(events), max_events, replace=False))]
 
 
-def _summary_row(label: str, n_events: int, stats: dict[str, Stat], clf: dict[str, float] | None,
-                 clf_floor: dict[str, float] | None, phys: float) -> dict[str, Any]:
+def _summary_row(label: str, n_events: int, n_reference: int, stats: dict[str, Stat],
+                 clf: dict[str, Any] | None, phys: float) -> dict[str, Any]:
     w1 = {k[3:]: s.ratio for k, s in stats.items() if k.startswith("w1/") and math.isfinite(s.ratio)}
     sig = {k: s.significance for k, s in stats.items() if not math.isnan(s.significance)}
     worst = max(sig, key=lambda k: sig[k]) if sig else ""
@@ -135,8 +150,10 @@ def _summary_row(label: str, n_events: int, stats: dict[str, Stat], clf: dict[st
         "n_events": n_events,
         "auc": clf["auc"] if clf else nan,
         "auc_err": clf["auc_err"] if clf else nan,
-        "auc_floor": clf_floor["auc"] if clf_floor else nan,
-        "auc_floor_err": clf_floor["auc_err"] if clf_floor else nan,
+        "auc_floor": clf["floor_auc"] if clf else nan,
+        "auc_floor_err": clf["floor_auc_err"] if clf else nan,
+        "auc_significance": clf["significance"] if clf else nan,
+        "n_reference": n_reference,
         "w1_ratio_median": float(np.median(list(w1.values()))) if w1 else nan,
         "w1_ratio_max": max(w1.values()) if w1 else nan,
         "w1_worst": max(w1, key=lambda k: w1[k]) if w1 else "",
@@ -158,29 +175,31 @@ def _rank_key(row: dict[str, Any]) -> tuple[float, float]:
     return (abs(auc - 0.5) if math.isfinite(auc) else math.inf, w1 if math.isfinite(w1) else math.inf)
 
 
-def _classifier(ref: Sample, gens: Mapping[str, Sample], ref2: Sample | None, n: int, seed: int,
-                progress: Callable[[int], None] | None) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    rng = np.random.default_rng(derive_seed(seed, "classifier split"))
-    perm = rng.permutation(len(ref))
-    a = ref.take(perm[:n])
-    b = ref.take(perm[n : 2 * n]) if ref2 is None else ref2.take(rng.permutation(len(ref2))[:n])
-
-    def run(other: Sample) -> dict[str, float]:
-        res = classifier_test(a.obs.values, other.obs.values, reference_weight=a.obs.weight,
-                              other_weight=other.obs.weight, seed=int(rng.integers(2**31)))
+def _whole_event(ref: WholeEventFeatures, gens: Mapping[str, WholeEventFeatures], ref2: WholeEventFeatures | None,
+                 cfg: ClassifierConfig, seed: int,
+                 progress: Callable[[int], None] | None) -> tuple[dict[str, Any], dict[str, WholeEventResult]]:
+    """Whole-event classifier test of every sample against the whole reference, with floors at
+    each sample's own size (one floor per size, shared).  With ``ref2``: the floor is the whole
+    reference against min(N_gen, N_ref2) events of ref2."""
+    floors: dict[int, WholeEventResult] = {}
+    out: dict[str, Any] = {}
+    results: dict[str, WholeEventResult] = {}
+    for label, gen in gens.items():
+        m = min(len(gen), len(ref) // 2) if ref2 is None else min(len(gen), len(ref2))
         if progress:
             progress(1)
-        return res.as_dict()
-
-    floor = run(b)
-    out = {}
-    for label, gen in gens.items():
-        d = run(gen.take(rng.permutation(len(gen))[:n]))
-        err = math.hypot(d["auc_err"], floor["auc_err"])
-        d["floor_auc"], d["floor_auc_err"] = floor["auc"], floor["auc_err"]
-        d["significance"] = (d["auc"] - floor["auc"]) / err if err > 0 else math.nan
-        out[label] = d
-    return floor, out
+        if m not in floors:
+            if ref2 is None:
+                floors[m] = whole_event_floor(ref, len(gen), config=cfg, seed=seed)
+            else:
+                pick = np.sort(np.random.default_rng([seed, 271, m]).permutation(len(ref2))[:m])
+                floors[m] = whole_event_test(ref, ref2.take(pick), config=cfg, seed=seed)
+        res = whole_event_test(ref, gen, config=cfg, seed=seed)
+        results[label] = res
+        out[label] = summarise(res, floors[m], gen, cfg)
+        if progress:
+            progress(1)
+    return out, results
 
 
 def evaluate(
@@ -197,6 +216,8 @@ def evaluate(
     max_events: int | None = None,
     reference_label: str = "reference",
     progress: Callable[[int], None] | None = None,
+    feature_config: FeatureConfig | None = None,
+    classifier_config: ClassifierConfig | None = None,
 ) -> Report:
     """Compare generated samples with reference events; optionally write a report folder.
 
@@ -219,7 +240,11 @@ def evaluate(
     config : FloorConfig, optional
         Repeats, binning and FPD/KPD settings (:class:`fastmc.evaluate.floors.FloorConfig`).
     classifier : bool
-        Run the classifier two-sample test (scikit-learn).
+        Run the whole-event classifier test, the headline (scikit-learn;
+        :mod:`fastmc.evaluate.wholeevent`).
+    feature_config, classifier_config : optional
+        Objects in the whole-event features (:class:`~fastmc.evaluate.features.FeatureConfig`)
+        and the classifier's settings (:class:`~fastmc.evaluate.wholeevent.ClassifierConfig`).
     max_events : int, optional
         Use at most this many events of each sample (a seeded random subset).
     progress : callable, optional
@@ -237,24 +262,34 @@ def evaluate(
     if reference_label in generated:
         raise ValueError(f"a generated sample is labelled {reference_label!r}, like the reference; rename it")
     cfg = config or FloorConfig()
-    rng = np.random.default_rng(derive_seed(seed, "subsample"))
+    ccfg = classifier_config or ClassifierConfig()
+    rng = np.random.default_rng([seed, 104729])
     reference = _subsample(reference, max_events, rng)
     generated = {k: _subsample(v, max_events, rng) for k, v in generated.items()}
     if reference2 is not None:
         reference2 = _subsample(reference2, max_events, rng)
-    n = matched_size(len(reference), [len(g) for g in generated.values()],
-                     None if reference2 is None else len(reference2))
+    n_ref2 = None if reference2 is None else len(reference2)
+    # honest sizes: every sample at its own size, none shrinks another
+    sizes = {k: matched_size(len(reference), [len(g)], n_ref2) for k, g in generated.items()}
     ref_s = make_sample(reference)
     gen_s = {k: make_sample(v) for k, v in generated.items()}
     ref2_s = make_sample(reference2) if reference2 is not None else None
-    cmp = compare_with_floors(ref_s, gen_s, reference2=ref2_s, config=cfg, seed=seed, progress=progress)
-    clf_floor, clf = (None, {})
+    cmp_samples: dict[str, dict[str, Stat]] = {}
+    for k, g in gen_s.items():
+        cmp_samples[k] = compare_with_floors(ref_s, {k: g}, reference2=ref2_s, config=cfg, seed=seed,
+                                             progress=progress)["samples"][k]
+    we: dict[str, Any] = {}
+    we_results: dict[str, WholeEventResult] = {}
+    fcfg = feature_config or FeatureConfig()
     if classifier:
-        clf_floor, clf = _classifier(ref_s, gen_s, ref2_s, n, seed, progress)
+        ref_f = whole_event_features(reference, fcfg)
+        gen_f = {k: whole_event_features(v, fcfg) for k, v in generated.items()}
+        ref2_f = whole_event_features(reference2, fcfg) if reference2 is not None else None
+        we, we_results = _whole_event(ref_f, gen_f, ref2_f, ccfg, seed, progress)
     phys = {k: physicality(v, channel=channel) for k, v in generated.items()}
     ref_phys = physicality(reference, channel=channel)
     rows = [
-        _summary_row(k, len(generated[k]), cmp["samples"][k], clf.get(k), clf_floor, phys[k]["valid"])
+        _summary_row(k, len(generated[k]), len(reference), cmp_samples[k], we.get(k), phys[k]["valid"])
         for k in generated
     ]
     rows.sort(key=_rank_key)
@@ -263,21 +298,27 @@ def evaluate(
         "fastmc_version": __version__,
         "seed": seed,
         "channel": channel,
-        "n_matched": n,
         "repeats": cfg.repeats,
         "config": dataclasses.asdict(cfg),
         "floor_source": "reference half vs half" if reference2 is None else "reference vs reference2",
         "reference": {"label": reference_label, "n_events": len(reference), "physicality": ref_phys},
         "reference2": None if reference2 is None else {"n_events": len(reference2)},
-        "observables": [{"name": s.name, "unit": s.unit, "label": s.label} for s in OBSERVABLES],
-        "classifier_floor": clf_floor,
         "summary": [s.as_dict() for s in summary],
+        "whole_event": None if not classifier else {
+            "feature_config": dataclasses.asdict(fcfg),
+            "classifier_config": dataclasses.asdict(ccfg),
+            "features": [{"name": nm, "unit": u} for nm, u in zip(ref_f.names, ref_f.units, strict=True)],
+            "floor_source": "reference vs reference2" if reference2 is not None
+            else "reference split in two disjoint parts",
+            "samples": we,
+        },
+        "observables": [{"name": s.name, "unit": s.unit, "label": s.label} for s in OBSERVABLES],
         "samples": {
             k: {
                 "n_events": len(generated[k]),
+                "n_compared": sizes[k],
                 "physicality": phys[k],
-                "classifier": clf.get(k),
-                "metrics": {m: st.as_dict() for m, st in cmp["samples"][k].items()},
+                "metrics": {m: st.as_dict() for m, st in cmp_samples[k].items()},
             }
             for k in generated
         },
@@ -291,14 +332,12 @@ def evaluate(
             plot_paths = _make_plots(out / "plots", ref_s, gen_s, reference_label, progress)
         metrics["plots"] = [str(p.relative_to(out)) for p in plot_paths]
     metrics = _jsonable(metrics)
-    report = Report(summary=summary, metrics=metrics, out_dir=out, plots=plot_paths)
+    report = Report(summary=summary, metrics=metrics, out_dir=out, plots=plot_paths, whole_event=we_results)
     if out is not None:
-        from fastmc.evaluate.html import render_html
-
         with atomic_path(out / "metrics.json") as tmp:
             tmp.write_text(report.to_json())
         with atomic_path(out / "index.html") as tmp:
-            tmp.write_text(render_html(report), encoding="utf-8")
+            tmp.write_text(render_html(report.metrics, report.plots), encoding="utf-8")
     return report
 
 
