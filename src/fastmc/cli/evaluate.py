@@ -56,6 +56,10 @@ def evaluate_cmd(
                               "boosting, default) or mlp (small torch MLP)."),
     folds: int = typer.Option(5, "--folds", min=2, help="k of the k-fold scoring (every event scored once)."),
     n_jets: int = typer.Option(8, "--n-jets", min=1, help="Jets per event in the whole-event features."),
+    train: list[str] = typer.Option(
+        None, "--train", help="The generators' training sample: memorisation check (generated events closer "
+        "to it than held-out reference events are?) and a warning if the reference overlaps it.",
+    ),
     no_plots: bool = typer.Option(False, "--no-plots", help="Skip the plots (faster)."),
     out: Path = typer.Option(..., "-o", "--output", help="Report folder: metrics.json, plots/*.png, index.html."),
 ) -> None:
@@ -85,12 +89,13 @@ def evaluate_cmd(
             ref = _read(reference, "--reference")
             gens = {lab: _read([g], f"--generated {g}") for lab, g in zip(labels, generated, strict=True)}
             ref2 = _read(reference2, "--reference2") if reference2 else None
+            train_ev = _read(train, "--train") if train else None
             total = evaluation_steps(len(gens), repeats=repeats, classifier=not no_classifier, plots=not no_plots)
             with progress_bar("evaluating", total, unit="steps") as advance:
                 report = evaluate(
                     ref, gens, reference2=ref2, channel=channel, out_dir=out, seed=seed, config=cfg,
                     classifier=not no_classifier, plots=not no_plots, max_events=max_events, progress=advance,
-                    feature_config=fcfg, classifier_config=ccfg,
+                    feature_config=fcfg, classifier_config=ccfg, train=train_ev,
                 )
         except FastMCError:
             raise

@@ -22,6 +22,7 @@ th,td{border:1px solid #ddd;padding:3px 7px;text-align:right}th{background:#f3f3
 td.l,th.l{text-align:left}.ok{background:#e6f4e6}.warn{background:#fff1cc}.bad{background:#fbd5d5}
 .grid{display:flex;flex-wrap:wrap;gap:8px}.grid figure{margin:0}.grid img{width:460px}
 .wide img{width:100%;max-width:1200px}p.note{color:#555;font-size:.9em;max-width:60em}
+p.warn{background:#fff1cc;padding:4px 8px;max-width:60em}
 """
 
 
@@ -136,6 +137,49 @@ def _artificial(m: dict[str, Any]) -> list[str]:
     return parts
 
 
+def _pct(x: Any) -> str:
+    return "skipped" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{100 * x:.2f}%"
+
+
+def _share_row(name: str, d: dict[str, Any] | None) -> list[tuple[str, str]]:
+    if not d:
+        return [(html.escape(name), ""), ("skipped", ""), ("", ""), ("", ""), ("", "")]
+    z = d["z"]
+    cls = "bad" if d["flagged"] else ("warn" if z is not None and abs(z) >= 3 else "ok")
+    return [(html.escape(name), ""), (_pct(d["reference"]), ""), (_pct(d["generated"]), ""), (_f(z, 2), cls),
+            (f"{d['n_generated']} vs {d['n_reference']}", "")]
+
+
+def _boundaries(m: dict[str, Any]) -> list[str]:
+    esc = html.escape
+    parts = ["<h2>Boundaries (detector)</h2>",
+             "<p class=note>Shares of events (jet pairs) or objects (pT) at a detector boundary, generated "
+             "vs reference; z = difference / binomial error; flagged (red) at |z| &ge; 5 with a factor 1.5: "
+             "a pile-up at the jet radius R or at a pT threshold, or an emptied threshold window.</p>"]
+    for label, d in m["samples"].items():
+        b = d.get("boundary")
+        if not b:
+            continue
+        r = b["jet_radius"]
+        rows = [_share_row(f"closest jet pair |dR - {r}| < {b['dr_window']}", b["closest_pair_near_radius"]),
+                _share_row(f"closest jet pair dR < {r - b['dr_tolerance']:.2f}", b["closest_pair_below_radius"])]
+        for kind, e in b["pt_near_threshold"].items():
+            lo_hi = f" [{e['window_gev'][0]:.1f}, {e['window_gev'][1]:.1f}] GeV" if e else ""
+            rows.append(_share_row(f"{kind} with pT in{lo_hi}", e))
+        parts += [f"<h3>{esc(label)}</h3>",
+                  _table(["check", "reference", "generated", "z", "n gen vs ref"], rows)]
+        mem = d.get("memorisation")
+        if mem:
+            parts.append(
+                f"<p>Memorisation: {_pct(mem['close_generated'])} of generated vs {_pct(mem['close_reference'])} "
+                f"of held-out reference events within the reference's 1% nearest distance to the training sample "
+                f"(z = {_f(mem['z'], 2)}{', flagged' if mem['flagged'] else ''}); median distances "
+                f"{_f(mem['median_distance_generated'])} vs {_f(mem['median_distance_reference'])}; "
+                f"exact copies {mem['exact_copies']}; n = {mem['n_generated']} / {mem['n_reference']} queries, "
+                f"{mem['n_train']} training events.</p>")
+    return parts
+
+
 def render_html(metrics: dict[str, Any], plots: Sequence[Path] = ()) -> str:
     """The report page of ``metrics`` (the content of metrics.json) with the PNGs ``plots``
     embedded: the whole-event classifier headline first, then the summary ranking, the
@@ -166,8 +210,9 @@ def render_html(metrics: dict[str, Any], plots: Sequence[Path] = ()) -> str:
     rows = []
     for s in m["summary"]:
         d = m["samples"][s["label"]]
+        kind = " (reconstruction, not generation)" if d.get("kind") == "reconstruction" else ""
         rows.append([
-            (esc(s["label"]), ""),
+            (esc(s["label"]) + kind, ""),
             (str(s["rank"]), ""),
             (str(s["n_events"]), ""),
             (str(d.get("n_compared", "skipped")), ""),
@@ -184,6 +229,7 @@ def render_html(metrics: dict[str, Any], plots: Sequence[Path] = ()) -> str:
         ["sample", "rank", "events", "n compared", "AUC", "AUC floor", "W1/floor median", "W1/floor worst",
          "max significance", "FPD / floor", "KPD / floor", "physicality"], rows))
     parts += _artificial(m)
+    parts += _boundaries(m)
 
     # physicality
     checks = [k for k in m["reference"]["physicality"] if k != "n_events"]

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastmc.evaluate.features import closest_jet_pair_dr
 from fastmc.events import ETA, GROUP_OF_TYPE, PHI, PT, TYPE_NAMES, E, Events
 from fastmc.selection import passes_channel
 
-__all__ = ["ENERGY_RTOL", "PHI_TOL", "physicality"]
+__all__ = ["ENERGY_RTOL", "JET_DR_TOL", "JET_RADIUS", "PHI_TOL", "physicality"]
 
 #: Relative tolerance of the check E >= pT cosh(eta) (Dark Machines files print 6 digits).
 ENERGY_RTOL = 1e-4
 #: Absolute tolerance (radians) of the check phi in (-pi, pi] (float32 rounding of pi).
 PHI_TOL = 1e-6
+#: Anti-kT jet radius R of the detector (detector.md, fastmc.simulate.card).
+JET_RADIUS = 0.6
+#: Slack of the jet-separation check: FastJet measures dR in rapidity, the files store
+#: pseudorapidity, so real jet pairs sit down to dR ~ 0.56 (0.559 in the real files).
+JET_DR_TOL = 0.05
 
 
-def physicality(events: Events, *, channel: str | None = None) -> dict[str, float]:
+def physicality(events: Events, *, channel: str | None = None, jet_radius: float = JET_RADIUS) -> dict[str, float]:
     """Share of events that are physically valid, overall and per check.
 
     Checks (an event is valid when it passes all of them):
@@ -27,6 +33,8 @@ def physicality(events: Events, *, channel: str | None = None) -> dict[str, floa
     - ``phi``: every object phi and METphi in (-pi, pi], with ``PHI_TOL`` = 1e-6 rad slack;
     - ``order``: objects in Dark Machines order (jets, electrons, muons, photons; each group by
       descending pT; padding only after the last object);
+    - ``jet_separation``: no two jets closer than the anti-kT radius, dR >= ``jet_radius`` -
+      ``JET_DR_TOL`` (0.6 - 0.05);
     - ``selection`` (only when ``channel`` is given): passes
       :func:`fastmc.selection.passes_channel`.
 
@@ -62,6 +70,7 @@ def physicality(events: Events, *, channel: str | None = None) -> dict[str, floa
         "energy": energy,
         "phi": phi,
         "order": order,
+        "jet_separation": ~(closest_jet_pair_dr(events) < jet_radius - JET_DR_TOL),
     }
     if channel is not None:
         checks["selection"] = passes_channel(events, channel) & finite

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from fastmc import __version__
+from fastmc.evaluate.checks import boundary_checks, memorisation, shared_events
 from fastmc.evaluate.features import FeatureConfig, WholeEventFeatures, whole_event_features
 from fastmc.evaluate.floors import (
     FloorConfig,
@@ -138,6 +139,23 @@ def _subsample(events: Events, max_events: int | None, rng: np.random.Generator)
     return events[np.sort(rng.choice(len(events), max_events, replace=False))]
 
 
+#: Below this many events a sample's numbers are noisy: the terminal and the report warn.
+TINY_SAMPLE = 1000
+
+
+def _size_warnings(reference: Events, generated: Mapping[str, Events], before: dict[str, int],
+                   max_events: int | None) -> list[str]:
+    out = []
+    for k, ev in {"reference": reference, **generated}.items():
+        if len(ev) < TINY_SAMPLE:
+            out.append(f"{k}: only {len(ev)} events; its AUC error is ~{0.5 / math.sqrt(max(len(ev), 1)):.3f} "
+                       "or worse and the per-multiplicity bins may be skipped; use >= 50k events where you can")
+        if before[k] > len(ev):
+            out.append(f"{k}: subsampled from {before[k]} to {len(ev)} events (--max-events {max_events}); "
+                       "omit --max-events to use all")
+    return out
+
+
 def _summary_row(label: str, n_events: int, n_reference: int, stats: dict[str, Stat],
                  clf: dict[str, Any] | None, phys: float) -> dict[str, Any]:
     w1 = {k[3:]: s.ratio for k, s in stats.items() if k.startswith("w1/") and math.isfinite(s.ratio)}
@@ -218,6 +236,8 @@ def evaluate(
     progress: Callable[[int], None] | None = None,
     feature_config: FeatureConfig | None = None,
     classifier_config: ClassifierConfig | None = None,
+    train: Events | None = None,
+    reconstruction: tuple[str, ...] = (),
 ) -> Report:
     """Compare generated samples with reference events; optionally write a report folder.
 
@@ -245,6 +265,13 @@ def evaluate(
     feature_config, classifier_config : optional
         Objects in the whole-event features (:class:`~fastmc.evaluate.features.FeatureConfig`)
         and the classifier's settings (:class:`~fastmc.evaluate.wholeevent.ClassifierConfig`).
+    train : Events, optional
+        The generators' training sample: enables the memorisation check
+        (:func:`fastmc.evaluate.checks.memorisation`) and warns when it shares events with the
+        reference.
+    reconstruction : labels
+        Samples that are reconstructions of real events (e.g. a VAE decoding encoded test
+        events), not generation: kept in every table, labelled "reconstruction".
     max_events : int, optional
         Use at most this many events of each sample (a seeded random subset).
     progress : callable, optional
@@ -264,10 +291,24 @@ def evaluate(
     cfg = config or FloorConfig()
     ccfg = classifier_config or ClassifierConfig()
     rng = np.random.default_rng([seed, 104729])
+    n_before = {"reference": len(reference), **{k: len(v) for k, v in generated.items()}}
     reference = _subsample(reference, max_events, rng)
     generated = {k: _subsample(v, max_events, rng) for k, v in generated.items()}
     if reference2 is not None:
         reference2 = _subsample(reference2, max_events, rng)
+    warnings_: list[str] = _size_warnings(reference, generated, n_before, max_events)
+    for k, g in generated.items():
+        shared = shared_events(reference, g)
+        if shared:
+            warnings_.append(
+                f"{k}: {shared} of {len(g)} events are identical to reference events (the same file?); "
+                "a generated sample must be independent of the reference, or every number here is "
+                "too good: evaluate against held-out events")
+    if train is not None:
+        shared = shared_events(train, reference)
+        if shared:
+            warnings_.append(f"the reference shares {shared} of {len(reference)} events with --train: it is "
+                             "not held out; use the test split")
     n_ref2 = None if reference2 is None else len(reference2)
     # honest sizes: every sample at its own size, none shrinks another
     sizes = {k: matched_size(len(reference), [len(g)], n_ref2) for k, g in generated.items()}
@@ -288,6 +329,16 @@ def evaluate(
         we, we_results = _whole_event(ref_f, gen_f, ref2_f, ccfg, seed, progress)
     phys = {k: physicality(v, channel=channel) for k, v in generated.items()}
     ref_phys = physicality(reference, channel=channel)
+    bounds = {k: boundary_checks(reference, v) for k, v in generated.items()}
+    memo = {k: memorisation(train, reference, v, seed=seed) for k, v in generated.items()} if train is not None else {}
+    for k in generated:
+        if bounds[k]["flagged"]:
+            warnings_.append(f"{k}: events pile up at a detector boundary: {', '.join(bounds[k]['flagged'])} "
+                             "(see 'Boundaries'); look at the decoder's handling of the jet radius / thresholds")
+        if memo.get(k, {}).get("flagged"):
+            warnings_.append(f"{k}: generated events sit closer to the training sample than held-out events "
+                             f"({memo[k]['close_generated']:.1%} vs {memo[k]['close_reference']:.1%} within the "
+                             "reference's 1% nearest distance): the generator may copy its training sample")
     rows = [
         _summary_row(k, len(generated[k]), len(reference), cmp_samples[k], we.get(k), phys[k]["valid"])
         for k in generated
@@ -303,6 +354,7 @@ def evaluate(
         "floor_source": "reference half vs half" if reference2 is None else "reference vs reference2",
         "reference": {"label": reference_label, "n_events": len(reference), "physicality": ref_phys},
         "reference2": None if reference2 is None else {"n_events": len(reference2)},
+        "warnings": warnings_,
         "summary": [s.as_dict() for s in summary],
         "whole_event": None if not classifier else {
             "feature_config": dataclasses.asdict(fcfg),
@@ -317,7 +369,11 @@ def evaluate(
             k: {
                 "n_events": len(generated[k]),
                 "n_compared": sizes[k],
+                "kind": "reconstruction" if k in reconstruction else "generation",
+                "shared_with_reference": shared_events(reference, generated[k]),
                 "physicality": phys[k],
+                "boundary": bounds[k],
+                "memorisation": memo.get(k),
                 "metrics": {m: st.as_dict() for m, st in cmp_samples[k].items()},
             }
             for k in generated
