@@ -11,8 +11,11 @@ from fastmc.events import TYPE_CODES, Events
 
 def synthetic_events(n: int, seed: int = 0, *, met_scale: float = 1.0, k: int = 19) -> Events:
     """``n`` plausible events (GeV) in Dark Machines order: jets with masses, a few leptons and
-    photons (massless), exponential pT spectra, MET ~ 100 GeV."""
+    photons (massless), exponential pT spectra, MET ~ 100 GeV.  Jets are spread in phi
+    (2 pi / 10 apart, +-0.03), so no two are closer than the jet radius, as anti-kT jets."""
     rng = np.random.default_rng(seed)
+    spread = np.random.default_rng([seed, 6])  # its own stream: the other quantities stay as they were
+    phi0 = spread.uniform(-np.pi, np.pi, n)
     n_j = np.minimum(rng.poisson(3.0, n) + 1, 10)
     n_l = np.minimum(rng.poisson(0.7, n), 4)
     n_g = np.minimum(rng.poisson(0.3, n), 3)
@@ -28,6 +31,8 @@ def synthetic_events(n: int, seed: int = 0, *, met_scale: float = 1.0, k: int = 
         pt = np.where(jet, 30 + rng.exponential(80, n), 10 + rng.exponential(30, n))
         eta = rng.normal(0, 1.5, n)
         phi = rng.uniform(-np.pi, np.pi, n)
+        phi = np.where(jet, np.remainder(phi0 + i * 2 * np.pi / 10 + spread.uniform(-0.03, 0.03, n) + np.pi,
+                                         2 * np.pi) - np.pi, phi)
         m = np.where(jet, rng.uniform(2, 20, n), 0.0)
         e = np.sqrt(m**2 + (pt * np.cosh(eta)) ** 2)
         real = t > 0

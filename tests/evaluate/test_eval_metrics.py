@@ -115,7 +115,7 @@ def test_physicality_checks():
     ev = synthetic_events(200, seed=2)
     p = M.physicality(ev)
     assert p["valid"] == 1.0 and p["n_events"] == 200
-    assert set(p) == {"n_events", "valid", "known_types", "finite", "energy", "phi", "order"}
+    assert set(p) == {"n_events", "valid", "known_types", "finite", "energy", "phi", "order", "jet_separation"}
 
     def broken(fn):
         e = dataclasses.replace(ev, types=ev.types.copy(), p4=ev.p4.copy(), met_phi=ev.met_phi.copy())
@@ -141,8 +141,11 @@ def test_physicality_checks():
     def nan(e):
         e.p4[5, 0, 2] = np.nan
 
+    def close_jets(e):  # the second jet 0.3 from the first: closer than the jet radius 0.6
+        e.p4[6, 1, 2], e.p4[6, 1, 3] = e.p4[6, 0, 2] + 0.3, e.p4[6, 0, 3]
+
     for fn, check in ((unknown, "known_types"), (energy, "energy"), (phi, "phi"), (metphi, "phi"),
-                      (order, "order"), (nan, "finite")):
+                      (order, "order"), (nan, "finite"), (close_jets, "jet_separation")):
         q = broken(fn)
         assert q[check] == pytest.approx(199 / 200), fn.__name__
         assert q["valid"] == pytest.approx(199 / 200), fn.__name__

@@ -85,7 +85,31 @@ def test_plots_are_written_without_warnings(tmp_path):
     ]
     for p in paths:
         assert p.read_bytes()[:8] == PNG, p
+        assert p.with_suffix(".pdf").read_bytes()[:5] == b"%PDF-", p
+    from PIL import Image
+
+    with Image.open(paths[0]) as im:  # 150 dpi
+        assert round(im.info["dpi"][0]) == 150
     assert not list(tmp_path.glob(".*part*"))  # atomic writes leave no temporary files
+    # the histograms are there for the API user: hist objects with weights, not normalised
+    h = P.observable_histograms(specs["met"], ro, {"a": go})
+    assert set(h) == {"reference", "a"} and h["a"].sum().value == pytest.approx(go.weight.sum())
+    # colours never repeat within a figure (colour + line style for more than 16 samples)
+    assert len({P.color_of(i) for i in range(40)}) == 40 and len(set(P.PALETTE)) == len(P.PALETTE)
+
+
+def test_classifier_plots(tmp_path):
+    from fastmc.evaluate.features import whole_event_features
+    from fastmc.evaluate.wholeevent import ClassifierConfig, summarise, whole_event_floor, whole_event_test
+
+    ref, gen = synthetic_events(600, seed=1), synthetic_events(500, seed=2)
+    cfg = ClassifierConfig(folds=2, min_bin_events=30)
+    fr, fg = whole_event_features(ref), whole_event_features(gen)
+    res = whole_event_test(fr, fg, config=cfg)
+    d = summarise(res, whole_event_floor(fr, len(fg), config=cfg), fg, cfg)
+    p1 = P.plot_auc_per_multiplicity({"a": d, "b": d}, tmp_path / "auc.png")
+    p2 = P.plot_weights({"a": res}, tmp_path / "w.png")
+    assert p1.read_bytes()[:8] == PNG and p2.read_bytes()[:8] == PNG and p2.with_suffix(".pdf").exists()
 
 
 def test_cli_evaluate_on_real_files(tmp_path, data_dir):
@@ -139,8 +163,9 @@ def test_cli_full_report_with_plots(tmp_path, data_dir):
         ],
     )
     assert res.exit_code == 0, res.output
-    pngs = sorted((out / "plots").glob("*.png"))
-    assert len(pngs) == len(OBSERVABLES) + 3
+    pngs = sorted((out / "plots").rglob("*.png"))
+    assert len(pngs) == 2 * len(OBSERVABLES) + 11  # each sample's observables + the overview
+    assert len(list((out / "plots").rglob("*.pdf"))) == len(pngs)
     html = (out / "index.html").read_text()
     assert _offline(html) and html.count("data:image/png;base64,") == len(pngs)
 

@@ -180,6 +180,33 @@ def _boundaries(m: dict[str, Any]) -> list[str]:
     return parts
 
 
+def _plot_sections(m: dict[str, Any], plots: Sequence[Path]) -> list[str]:
+    esc = html.escape
+    over = [p for p in plots if p.parent.name == "overview"]
+    parts = ["<h2>Plots: overview of all samples</h2><p class=note>Reference filled (grey) with its "
+             "statistical band, each sample a line on top; unit area; under/overflow in the edge bins; "
+             "ratio panel 0.5&ndash;1.5, points outside drawn as triangles at the edge. PDFs beside the "
+             "PNGs in plots/. 2-D: phi of the two leading jets (the 'holes' test of Otten et al.) and "
+             "eta vs pT of the leading jet.</p>"]
+    wide = {"multiplicities", "phi_jet1_vs_jet2", "eta_vs_pt_jet1"}
+    parts.append("<div class=grid>")
+    parts += [f"<figure>{_img(p)}</figure>" for p in over if p.stem not in wide]
+    parts.append("</div>")
+    parts += [f"<figure class=wide>{_img(p)}</figure>" for p in over if p.stem in wide]
+    groups: dict[Path, list[Path]] = {}
+    for p in plots:
+        if p.parent.name != "overview":
+            groups.setdefault(p.parent, []).append(p)
+    labels = {"".join(c if c.isalnum() or c in "-_." else "_" for c in k) or "sample": k for k in m["samples"]}
+    for folder, ps in groups.items():
+        label = labels.get(folder.name, folder.name)
+        parts.append(f"<details><summary>Every observable: {esc(label)} against the reference "
+                     f"({len(ps)} plots)</summary><div class=grid>")
+        parts += [f"<figure>{_img(p)}</figure>" for p in ps]
+        parts.append("</div></details>")
+    return parts
+
+
 def render_html(metrics: dict[str, Any], plots: Sequence[Path] = ()) -> str:
     """The report page of ``metrics`` (the content of metrics.json) with the PNGs ``plots``
     embedded: the whole-event classifier headline first, then the summary ranking, the
@@ -275,17 +302,6 @@ def render_html(metrics: dict[str, Any], plots: Sequence[Path] = ()) -> str:
 
     # plots
     if plots:
-        parts.append("<h2>Plots</h2><p class=note>Histograms normalised to unit area; under/overflow in "
-                     "the edge bins; ratio panels generated / reference with statistical errors, "
-                     "empty bins blank. 2-D: phi of the two leading jets (the 'holes' test of Otten "
-                     "et al.) and eta vs pT of the leading jet.</p>")
-        wide = [p for p in plots if p.stem in ("multiplicities", "phi_jet1_vs_jet2", "eta_vs_pt_jet1")]
-        for p in wide:
-            parts.append(f"<figure class=wide>{_img(p)}</figure>")
-        parts.append("<div class=grid>")
-        for p in plots:
-            if p not in wide:
-                parts.append(f"<figure>{_img(p)}</figure>")
-        parts.append("</div>")
+        parts += _plot_sections(m, plots)
     parts.append("</body></html>")
     return "\n".join(parts)
