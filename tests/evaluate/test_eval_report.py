@@ -100,7 +100,12 @@ def test_plots_are_written_without_warnings(tmp_path):
 
 def test_classifier_plots(tmp_path):
     from fastmc.evaluate.features import whole_event_features
-    from fastmc.evaluate.wholeevent import ClassifierConfig, summarise, whole_event_floor, whole_event_test
+    from fastmc.evaluate.wholeevent import (
+        ClassifierConfig,
+        summarise,
+        whole_event_floor,
+        whole_event_test,
+    )
 
     ref, gen = synthetic_events(600, seed=1), synthetic_events(500, seed=2)
     cfg = ClassifierConfig(folds=2, min_bin_events=30)
