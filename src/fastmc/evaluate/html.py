@@ -57,7 +57,7 @@ def _table(headers: list[str], rows: list[list[tuple[str, str]]]) -> str:
 
 def _stat_cells(st: dict[str, Any] | None) -> list[tuple[str, str]]:
     if st is None:
-        return [("&ndash;", "")] * 4
+        return [("skipped", "")] * 4
     sig = st.get("significance")
     return [
         (_f(st.get("value")), ""),

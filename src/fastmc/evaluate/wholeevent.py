@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -178,8 +179,9 @@ def _fit_predict_hgb(x_tr: np.ndarray, y_tr: np.ndarray, w_tr: np.ndarray, x_te:
 def _fit_predict_mlp(x_tr: np.ndarray, y_tr: np.ndarray, w_tr: np.ndarray, x_te: np.ndarray,
                      cfg: ClassifierConfig, seed: int) -> np.ndarray:
     torch = require("torch", "torch")
-    mean = np.nanmean(x_tr, axis=0)
-    std = np.nanstd(x_tr, axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (an absent object): 0 below
+        mean, std = np.nanmean(x_tr, axis=0), np.nanstd(x_tr, axis=0)
     mean, std = np.nan_to_num(mean), np.nan_to_num(std)
     a, b = fill_missing(x_tr, mean, std), fill_missing(x_te, mean, std)
     gen = torch.Generator().manual_seed(seed)
@@ -199,11 +201,12 @@ def _fit_predict_mlp(x_tr: np.ndarray, y_tr: np.ndarray, w_tr: np.ndarray, x_te:
     loss_fn = torch.nn.BCEWithLogitsLoss(reduction="none")
     best, best_state, bad = math.inf, None, 0
     tr_t, val_t = torch.from_numpy(tr), torch.from_numpy(val)
+    batch = int(np.clip(len(tr) // 50, 32, 256))  # >= 50 steps per epoch on small samples
     for _ in range(cfg.max_iter):
         net.train()
         order = tr_t[torch.randperm(len(tr_t), generator=gen)]
-        for i in range(0, len(order), 256):
-            idx = order[i : i + 256]
+        for i in range(0, len(order), batch):
+            idx = order[i : i + batch]
             loss = (loss_fn(net(xt[idx]).squeeze(1), yt[idx]) * wt[idx]).mean()
             opt.zero_grad()
             loss.backward()
@@ -216,7 +219,7 @@ def _fit_predict_mlp(x_tr: np.ndarray, y_tr: np.ndarray, w_tr: np.ndarray, x_te:
             best_state = {k: t.clone() for k, t in net.state_dict().items()}
         else:
             bad += 1
-            if bad >= 5:
+            if bad >= 10:
                 break
     if best_state is not None:
         net.load_state_dict(best_state)
