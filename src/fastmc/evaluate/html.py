@@ -32,9 +32,22 @@ def _f(x: Any, digits: int = 3) -> str:
     if isinstance(x, int):
         return str(x)
     x = float(x)
+    if x.is_integer() and abs(x) < 1e5:
+        return str(int(x))
     if x != 0 and (abs(x) < 1e-3 or abs(x) >= 1e5):
         return f"{x:.{digits - 1}e}"
     return f"{x:.{digits}g}" if abs(x) >= 1 else f"{x:.{digits}f}"
+
+
+def _pm(value: Any, err: Any) -> str:
+    """``value &plusmn; err`` with the error to two significant digits, the value to the same
+    decimal place (at least 3 decimals); "skipped" when there is no value."""
+    if value is None or not math.isfinite(float(value)):
+        return "skipped"
+    if err is None or not math.isfinite(float(err)) or err <= 0:
+        return f"{float(value):.3f}"
+    d = int(min(max(3, 1 - math.floor(math.log10(float(err)))), 6))
+    return f"{float(value):.{d}f} &plusmn; {float(err):.{d}f}"
 
 
 def _sig_class(sig: Any) -> str:
@@ -86,8 +99,8 @@ def _headline(m: dict[str, Any]) -> list[str]:
     for label, d in we["samples"].items():
         rows.append([
             (esc(label), ""),
-            (f"{_f(d['auc'])} &plusmn; {_f(d['auc_err'], 2)}", ""),
-            (f"{_f(d['floor_auc'])} &plusmn; {_f(d['floor_auc_err'], 2)}", ""),
+            (_pm(d["auc"], d["auc_err"]), ""),
+            (_pm(d["floor_auc"], d["floor_auc_err"]), ""),
             (_f(d["significance"], 2), _sig_class(d["significance"])),
             (f"{d['n_generated']} vs {d['n_reference']}", ""),
             (f"{d['floor_n_generated']} vs {d['floor_n_reference']}", ""),
@@ -96,8 +109,8 @@ def _headline(m: dict[str, Any]) -> list[str]:
         ])
         for b in d["per_n_jets"]:
             mult.append([(esc(label), ""), (esc(b["n_jets"]), ""),
-                         (f"{_f(b['auc'])} &plusmn; {_f(b['auc_err'], 2)}", ""),
-                         (f"{_f(b['floor_auc'])} &plusmn; {_f(b['floor_auc_err'], 2)}", ""),
+                         (_pm(b["auc"], b["auc_err"]), ""),
+                         (_pm(b["floor_auc"], b["floor_auc_err"]), ""),
                          (_f(b["significance"], 2), _sig_class(b["significance"])),
                          (f"{b['n_generated']} vs {b['n_reference']}", "")])
         if d["per_n_jets_skipped"]:
@@ -243,8 +256,8 @@ def render_html(metrics: dict[str, Any], plots: Sequence[Path] = ()) -> str:
             (str(s["rank"]), ""),
             (str(s["n_events"]), ""),
             (str(d.get("n_compared", "skipped")), ""),
-            (f"{_f(s['auc'])} &plusmn; {_f(s['auc_err'], 2)}", _sig_class(s.get("auc_significance"))),
-            (f"{_f(s['auc_floor'])} &plusmn; {_f(s['auc_floor_err'], 2)}", ""),
+            (_pm(s["auc"], s["auc_err"]), _sig_class(s.get("auc_significance"))),
+            (_pm(s["auc_floor"], s["auc_floor_err"]), ""),
             (_f(s["w1_ratio_median"]), ""),
             (f"{_f(s['w1_ratio_max'])} ({esc(s['w1_worst'])})", ""),
             (f"{_f(s['max_significance'], 2)} ({esc(s['worst_metric'])})", _sig_class(s["max_significance"])),
