@@ -357,7 +357,8 @@ def run_study(
             rep = evaluate(reference, generated, out_dir=report_dir, seed=ecfg["seed"],
                            max_events=ecfg["max_events"], classifier=ecfg["classifier"],
                            plots=ecfg["plots"], config=floor_cfg, reference_label=f"{name} MC (test split)",
-                           progress=advance)
+                           progress=advance, reconstruction=tuple(
+                               f"{s['model']} / {s['prior']}" for s in samples if s["prior"] == "truth"))
         reports[name] = report_dir / "index.html"
         speed = {f"{s['model']} / {s['prior']}": s for s in samples}
         for row in rep.summary:
