@@ -63,10 +63,13 @@ def evaluate_cmd(
     no_plots: bool = typer.Option(False, "--no-plots", help="Skip the plots (faster)."),
     out: Path = typer.Option(..., "-o", "--output", help="Report folder: metrics.json, plots/*.png, index.html."),
 ) -> None:
-    """Compare generated events with reference events: W1 (units of the reference std), KS,
-    JS, chi2 per observable (GeV, radians), FPD, KPD, classifier AUC and physicality, each
-    with its statistical floor (two reference samples of the same size), ratio and
-    significance.  Writes a self-contained index.html that opens offline."""
+    """Compare generated events with reference events.  Headline: a classifier on whole-event
+    features (every object, jet pair and triplet; GeV), each sample against the whole
+    reference, k-fold, AUC with its error and floor (two parts of the reference) and per jet
+    multiplicity.  Also W1 (units of the reference std), KS, JS, chi2 per observable, FPD, KPD
+    with floors, physicality, pile-ups at the jet radius and pT thresholds, shared events and
+    (with --train) memorisation.  Writes metrics.json, plots (PNG + PDF) and a self-contained
+    index.html that opens offline."""
     from fastmc.evaluate.features import FeatureConfig
     from fastmc.evaluate.floors import FloorConfig
     from fastmc.evaluate.report import evaluate, evaluation_steps

@@ -33,6 +33,7 @@ Protocol (``design.md`` section 4, issue 12):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import warnings
@@ -251,20 +252,13 @@ def kfold_scores(x0: np.ndarray, x1: np.ndarray, w0: np.ndarray, w1: np.ndarray,
     return p[: len(x0)], p[len(x0) :]
 
 
-class _threads:
-    def __init__(self, n: int | None) -> None:
-        self.n, self.ctx = n, None
+def _threads(n: int | None) -> contextlib.AbstractContextManager[Any]:
+    """At most ``n`` OpenMP/BLAS threads inside the block (None: leave the setting alone)."""
+    if n is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
 
-    def __enter__(self) -> None:
-        if self.n is not None:
-            from threadpoolctl import threadpool_limits
-
-            self.ctx = threadpool_limits(limits=self.n)
-            self.ctx.__enter__()
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.ctx is not None:
-            self.ctx.__exit__(*exc)
+    return threadpool_limits(limits=n)
 
 
 def _run(x0: WholeEventFeatures, x1: WholeEventFeatures, cfg: ClassifierConfig, seed: int) -> WholeEventResult:
