@@ -130,14 +130,19 @@ def test_cli_evaluate_on_real_files(tmp_path, data_dir):
             "--channel", "chan1",
             "--repeats", "3",
             "--max-events", "1500",
+            "--train", str(data_dir / "glgl1400_neutralino1100_chan1.csv"),
             "--no-plots",
             "-o", str(out),
         ],
     )
     assert res.exit_code == 0, res.output
+    # the reference was given as training sample too: not held out, and the terminal says so
+    text = " ".join(res.output.split())  # the console wraps lines
+    assert "not held out" in text and "subsampled" in text
     m = json.loads((out / "metrics.json").read_text())
     assert m["samples"]["sqsq1"]["n_compared"] == 750 and m["samples"]["sqsq1"]["physicality"]["valid"] == 1.0
     assert "whole-event AUC" in res.output and "FLAGGED" in res.output
+    assert m["samples"]["sqsq1"]["memorisation"]["n_train"] == 4096 and m["warnings"]
     assert m["summary"][0]["auc"] > 0.65
     assert (out / "index.html").exists()
 
