@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fastmc.evaluate.observables import OBSERVABLES
+from fastmc.evaluate.report_plots import safe_name
 from fastmc.events import TYPE_NAMES
 
 __all__ = ["render_html"]
@@ -210,7 +211,7 @@ def _plot_sections(m: dict[str, Any], plots: Sequence[Path]) -> list[str]:
     for p in plots:
         if p.parent.name != "overview":
             groups.setdefault(p.parent, []).append(p)
-    labels = {"".join(c if c.isalnum() or c in "-_." else "_" for c in k) or "sample": k for k in m["samples"]}
+    labels = {safe_name(k): k for k in m["samples"]}
     for folder, ps in groups.items():
         label = labels.get(folder.name, folder.name)
         parts.append(f"<details><summary>Every observable: {esc(label)} against the reference "

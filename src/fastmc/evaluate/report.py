@@ -23,7 +23,6 @@ from fastmc.evaluate.checks import boundary_checks, memorisation, shared_events
 from fastmc.evaluate.features import FeatureConfig, WholeEventFeatures, whole_event_features
 from fastmc.evaluate.floors import (
     FloorConfig,
-    Sample,
     Stat,
     compare_with_floors,
     make_sample,
@@ -32,6 +31,7 @@ from fastmc.evaluate.floors import (
 from fastmc.evaluate.html import render_html
 from fastmc.evaluate.metrics import physicality
 from fastmc.evaluate.observables import OBSERVABLES
+from fastmc.evaluate.report_plots import make_plots, plot_count
 from fastmc.evaluate.wholeevent import (
     ClassifierConfig,
     WholeEventResult,
@@ -114,7 +114,7 @@ def evaluation_steps(n_generated: int, *, repeats: int, classifier: bool = True,
     if classifier:
         steps += 2 * n_generated  # a test and (at most) a floor per sample
     if plots:
-        steps += len(OVERVIEW) + 3 + (2 if classifier else 0) + n_generated * len(OBSERVABLES)
+        steps += plot_count(n_generated, classifier=classifier)
     return steps
 
 
@@ -386,8 +386,8 @@ def evaluate(
         out.mkdir(parents=True, exist_ok=True)
         if plots:
             we_metrics = (metrics["whole_event"] or {}).get("samples", {})
-            plot_paths = _make_plots(out / "plots", ref_s, gen_s, reference_label, progress,
-                                     _jsonable(we_metrics), we_results)
+            plot_paths = make_plots(out / "plots", ref_s, gen_s, reference_label, progress,
+                                    _jsonable(we_metrics), we_results)
         metrics["plots"] = [str(p.relative_to(out)) for p in plot_paths]
     metrics = _jsonable(metrics)
     report = Report(summary=summary, metrics=metrics, out_dir=out, plots=plot_paths, whole_event=we_results)
@@ -397,49 +397,3 @@ def evaluate(
         with atomic_path(out / "index.html") as tmp:
             tmp.write_text(render_html(report.metrics, report.plots), encoding="utf-8")
     return report
-
-
-#: Observables overlaid for all samples on the overview page.
-OVERVIEW = ("met", "n_jets", "jet1_pt", "ht", "m_jj", "dr_jj")
-
-
-def _safe(label: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in label) or "sample"
-
-
-def _make_plots(folder: Path, ref: Sample, gens: Mapping[str, Sample], ref_label: str,
-                progress: Callable[[int], None] | None, whole_event: Mapping[str, Any],
-                results: Mapping[str, WholeEventResult]) -> list[Path]:
-    """The overview (all samples: key observables, multiplicities, 2-D maps, AUC per jet
-    multiplicity, classifier weights) in ``folder/overview``, then one folder per sample with
-    every observable against the reference alone."""
-    from fastmc.evaluate import plots as P
-
-    paths = []
-
-    def done(p: Path) -> None:
-        paths.append(p)
-        if progress:
-            progress(1)
-
-    over = folder / "overview"
-    over.mkdir(parents=True, exist_ok=True)
-    gen_obs = {k: g.obs for k, g in gens.items()}
-    specs = {s.name: s for s in OBSERVABLES}
-    if whole_event:
-        done(P.plot_auc_per_multiplicity(whole_event, over / "auc_per_n_jets.png"))
-        done(P.plot_weights(results, over / "classifier_weights.png"))
-    for name in OVERVIEW:
-        done(P.plot_observable(specs[name], ref.obs, gen_obs, over / f"{name}.png", reference_label=ref_label))
-    done(P.plot_multiplicities(ref.mult, {k: g.mult for k, g in gens.items()}, over / "multiplicities.png",
-                               reference_weight=ref.obs.weight,
-                               generated_weight={k: g.obs.weight for k, g in gens.items()}))
-    both = {ref_label: ref.obs, **gen_obs}
-    done(P.plot_phi_holes(both, over / "phi_jet1_vs_jet2.png"))
-    done(P.plot_eta_pt(both, over / "eta_vs_pt_jet1.png"))
-    for label, obs in gen_obs.items():
-        sub = folder / _safe(label)
-        sub.mkdir(parents=True, exist_ok=True)
-        for spec in OBSERVABLES:
-            done(P.plot_observable(spec, ref.obs, {label: obs}, sub / f"{spec.name}.png", reference_label=ref_label))
-    return paths

@@ -36,14 +36,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import warnings
 from typing import Any
 
 import numpy as np
 
 from fastmc.errors import require
 from fastmc.evaluate.classifier import auc_error
-from fastmc.evaluate.features import WholeEventFeatures, fill_missing
+from fastmc.evaluate.features import WholeEventFeatures
+from fastmc.evaluate.mlp import fit_predict_mlp
 
 __all__ = [
     "ClassifierConfig",
@@ -177,58 +177,6 @@ def _fit_predict_hgb(x_tr: np.ndarray, y_tr: np.ndarray, w_tr: np.ndarray, x_te:
     return clf.predict_proba(x_te)[:, 1]
 
 
-def _fit_predict_mlp(x_tr: np.ndarray, y_tr: np.ndarray, w_tr: np.ndarray, x_te: np.ndarray,
-                     cfg: ClassifierConfig, seed: int) -> np.ndarray:
-    torch = require("torch", "torch")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (an absent object): 0 below
-        mean, std = np.nanmean(x_tr, axis=0), np.nanstd(x_tr, axis=0)
-    mean, std = np.nan_to_num(mean), np.nan_to_num(std)
-    a, b = fill_missing(x_tr, mean, std), fill_missing(x_te, mean, std)
-    gen = torch.Generator().manual_seed(seed)
-    torch_rng = np.random.default_rng(seed)
-    perm = torch_rng.permutation(len(a))
-    n_val = max(int(0.1 * len(a)), 1)
-    val, tr = perm[:n_val], perm[n_val:]
-    xt, yt, wt = (torch.from_numpy(v) for v in (a, y_tr.astype(np.float32), w_tr.astype(np.float32)))
-    d = a.shape[1]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = torch.nn.Sequential(
-            torch.nn.Linear(d, 128), torch.nn.SiLU(), torch.nn.Linear(128, 128), torch.nn.SiLU(),
-            torch.nn.Linear(128, 128), torch.nn.SiLU(), torch.nn.Linear(128, 1),
-        )
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    loss_fn = torch.nn.BCEWithLogitsLoss(reduction="none")
-    best, best_state, bad = math.inf, None, 0
-    tr_t, val_t = torch.from_numpy(tr), torch.from_numpy(val)
-    batch = int(np.clip(len(tr) // 50, 32, 256))  # >= 50 steps per epoch on small samples
-    for _ in range(cfg.max_iter):
-        net.train()
-        order = tr_t[torch.randperm(len(tr_t), generator=gen)]
-        for i in range(0, len(order), batch):
-            idx = order[i : i + batch]
-            loss = (loss_fn(net(xt[idx]).squeeze(1), yt[idx]) * wt[idx]).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        net.eval()
-        with torch.no_grad():
-            v = float((loss_fn(net(xt[val_t]).squeeze(1), yt[val_t]) * wt[val_t]).mean())
-        if v < best - 1e-5:
-            best, bad = v, 0
-            best_state = {k: t.clone() for k, t in net.state_dict().items()}
-        else:
-            bad += 1
-            if bad >= 10:
-                break
-    if best_state is not None:
-        net.load_state_dict(best_state)
-    net.eval()
-    with torch.no_grad():
-        return torch.sigmoid(net(torch.from_numpy(b)).squeeze(1)).numpy().astype(np.float64)
-
-
 def kfold_scores(x0: np.ndarray, x1: np.ndarray, w0: np.ndarray, w1: np.ndarray, *,
                  config: ClassifierConfig | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Out-of-fold probabilities of class 1 for every row of ``x0`` [N0, D] (class 0) and ``x1``
@@ -245,7 +193,7 @@ def kfold_scores(x0: np.ndarray, x1: np.ndarray, w0: np.ndarray, w1: np.ndarray,
     rng = np.random.default_rng(seed)
     folds = ms.StratifiedKFold(n_splits=cfg.folds, shuffle=True, random_state=int(rng.integers(2**31)))
     p = np.empty(len(x))
-    fit = _fit_predict_hgb if cfg.model == "hgb" else _fit_predict_mlp
+    fit = _fit_predict_hgb if cfg.model == "hgb" else fit_predict_mlp
     with _threads(cfg.threads):
         for tr, te in folds.split(x, y):
             p[te] = fit(x[tr], y[tr], w[tr], x[te], cfg, int(rng.integers(2**31)))
