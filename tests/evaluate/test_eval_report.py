@@ -38,11 +38,13 @@ def test_evaluate_ranks_and_writes_report(tmp_path):
         plots=False,
         channel="chan3",
         progress=steps.append,
+        reconstruction=("good",),
     )
     assert sum(steps) == evaluation_steps(2, repeats=3, plots=False)
     assert [s.label for s in report.summary] == ["good", "bad"]
     good_row, bad_row = report.summary
     assert good_row.rank == 1 and bad_row.rank == 2
+    assert good_row.kind == "reconstruction" and bad_row.kind == "generation"
     assert bad_row.auc > good_row.auc and bad_row.auc - 0.5 > 3 * bad_row.auc_err
     assert bad_row.w1_ratio_max > 3 and bad_row.w1_worst == "met"
     assert math.isfinite(good_row.fpd) and math.isfinite(good_row.kpd)
@@ -63,10 +65,13 @@ def test_evaluate_ranks_and_writes_report(tmp_path):
     )
     html = (tmp_path / "rep" / "index.html").read_text()
     assert _offline(html) and "Summary" in html and "W1/floor" in html and "jet1_pt" in html
+    assert "good (reconstruction, not generation)" in html
     # the headline comes first
     assert html.index("Whole-event classifier test") < html.index("Summary (best first)")
     with pytest.raises(ValueError, match="labelled"):
         evaluate(ref, {"reference": good})
+    with pytest.raises(ValueError, match="reconstruction labels"):
+        evaluate(ref, {"good": good}, reconstruction=("vae / truth",))
     with pytest.raises(ValueError, match="too few events"):
         evaluate(ref, {"tiny": good[:5]})
 

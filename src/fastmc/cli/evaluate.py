@@ -60,6 +60,10 @@ def evaluate_cmd(
         None, "--train", help="The generators' training sample: memorisation check (generated events closer "
         "to it than held-out reference events are?) and a warning if the reference overlaps it.",
     ),
+    reconstruction: list[str] = typer.Option(
+        None, "--reconstruction", help="Label of a sample that reconstructs real events (e.g. a VAE's truth "
+        "prior): evaluated like the others, labelled 'reconstruction, not generation' (repeatable).",
+    ),
     no_plots: bool = typer.Option(False, "--no-plots", help="Skip the plots (faster)."),
     out: Path = typer.Option(..., "-o", "--output", help="Report folder: metrics.json, plots/*.png, index.html."),
 ) -> None:
@@ -99,6 +103,7 @@ def evaluate_cmd(
                     ref, gens, reference2=ref2, channel=channel, out_dir=out, seed=seed, config=cfg,
                     classifier=not no_classifier, plots=not no_plots, max_events=max_events, progress=advance,
                     feature_config=fcfg, classifier_config=ccfg, train=train_ev,
+                    reconstruction=tuple(reconstruction or ()),
                 )
         except FastMCError:
             raise
@@ -112,8 +117,9 @@ def evaluate_cmd(
         if d:
             flag = "  FLAGGED" if d["flagged"] else ""
             per = ", ".join(f"{b['n_jets']}j {_num(b['auc'])}" for b in d["per_n_jets"])
+            kind = " (reconstruction, not generation)" if row.kind == "reconstruction" else ""
             console.print(
-                f"{row.rank}. {row.label}: whole-event AUC {_num(d['auc'])} +- {_num(d['auc_err'])} "
+                f"{row.rank}. {row.label}{kind}: whole-event AUC {_num(d['auc'])} +- {_num(d['auc_err'])} "
                 f"(floor {_num(d['floor_auc'])} +- {_num(d['floor_auc_err'])}; {_num(d['significance'], '.1f')} "
                 f"sigma){flag}; n = {d['n_generated']} generated vs {d['n_reference']} reference "
                 f"(floor {d['floor_n_generated']} vs {d['floor_n_reference']}); per jet multiplicity: {per}",

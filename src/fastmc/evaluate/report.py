@@ -58,7 +58,8 @@ class SampleSummary:
     floor, ``w1_worst`` the observable of the largest; ``max_significance``/``worst_metric``:
     the largest significance of all metrics and its key; ``fpd``, ``kpd`` (unitless, on the
     standardised observable vector) with floors and significances; ``physicality``: share of
-    valid events; ``n_events``: events in the sample.
+    valid events; ``n_events``: events in the sample; ``kind``: ``"generation"`` or
+    ``"reconstruction"`` (decoded real events, e.g. the VAE "truth" prior: not a generator).
     """
 
     label: str
@@ -82,6 +83,7 @@ class SampleSummary:
     kpd_floor: float
     kpd_significance: float
     physicality: float
+    kind: str = "generation"
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -288,6 +290,9 @@ def evaluate(
         raise ValueError("give at least one generated sample")
     if reference_label in generated:
         raise ValueError(f"a generated sample is labelled {reference_label!r}, like the reference; rename it")
+    unknown = [k for k in reconstruction if k not in generated]
+    if unknown:
+        raise ValueError(f"reconstruction labels {unknown} are not among the samples {list(generated)}")
     cfg = config or FloorConfig()
     ccfg = classifier_config or ClassifierConfig()
     rng = np.random.default_rng([seed, 104729])
@@ -344,7 +349,8 @@ def evaluate(
         for k in generated
     ]
     rows.sort(key=_rank_key)
-    summary = [SampleSummary(rank=i + 1, **row) for i, row in enumerate(rows)]
+    summary = [SampleSummary(rank=i + 1, kind="reconstruction" if row["label"] in reconstruction else "generation",
+                             **row) for i, row in enumerate(rows)]
     metrics: dict[str, Any] = {
         "fastmc_version": __version__,
         "seed": seed,
