@@ -2,8 +2,9 @@
 
 Entry point: :func:`fastmc.evaluate.report.evaluate` (re-exported here), which returns a
 :class:`~fastmc.evaluate.report.Report`.  The headline is the whole-event classifier test
-(:mod:`fastmc.evaluate.features`, :mod:`fastmc.evaluate.wholeevent`).  The protocol is ``design.md`` section 4; the floors
-and the matched-size comparison are explained in :mod:`fastmc.evaluate.floors`.
+(:mod:`fastmc.evaluate.features`, :mod:`fastmc.evaluate.wholeevent`).  The protocol is
+``design.md`` section 4; the per-observable floors are explained in
+:mod:`fastmc.evaluate.floors`.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ __all__ = [
     "evaluation_steps",
     "make_sample",
     "physicality",
+    "summarise",
     "whole_event_features",
     "whole_event_floor",
     "whole_event_test",

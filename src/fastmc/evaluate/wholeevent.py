@@ -50,6 +50,7 @@ __all__ = [
     "WholeEventResult",
     "kfold_scores",
     "multiplicity_bins",
+    "summarise",
     "whole_event_floor",
     "whole_event_test",
 ]
