@@ -12,23 +12,19 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fastmc.evaluate.features import fill_missing
 
-if TYPE_CHECKING:
-    from fastmc.evaluate.wholeevent import ClassifierConfig
-
 __all__ = ["fit_predict_mlp"]
 
 
-def fit_predict_mlp(x_tr: np.ndarray, y_tr: np.ndarray, w_tr: np.ndarray, x_te: np.ndarray,
-                    cfg: ClassifierConfig, seed: int) -> np.ndarray:
+def fit_predict_mlp(x_tr: np.ndarray, y_tr: np.ndarray, w_tr: np.ndarray, x_te: np.ndarray, *,
+                    max_epochs: int, seed: int) -> np.ndarray:
     """Train the MLP on ``x_tr`` [N, D] (NaN = missing), labels ``y_tr`` [N] (0/1), weights
     ``w_tr`` [N]; return the probabilities of class 1 for ``x_te`` [M, D], float64 [M].  Up to
-    ``cfg.max_iter`` epochs, early stopping on 10% of the training rows (10 epochs without
+    ``max_epochs`` epochs, early stopping on 10% of the training rows (10 epochs without
     improvement, best weights kept).  Seeded by ``seed``; the global torch RNG is left alone."""
     import torch
 
@@ -55,7 +51,7 @@ def fit_predict_mlp(x_tr: np.ndarray, y_tr: np.ndarray, w_tr: np.ndarray, x_te: 
     best, best_state, bad = math.inf, None, 0
     tr_t, val_t = torch.from_numpy(tr), torch.from_numpy(val)
     batch = int(np.clip(len(tr) // 50, 32, 256))  # >= 50 steps per epoch on small samples
-    for _ in range(cfg.max_iter):
+    for _ in range(max_epochs):
         net.train()
         order = tr_t[torch.randperm(len(tr_t), generator=gen)]
         for i in range(0, len(order), batch):

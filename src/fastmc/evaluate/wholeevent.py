@@ -178,6 +178,11 @@ def _fit_predict_hgb(x_tr: np.ndarray, y_tr: np.ndarray, w_tr: np.ndarray, x_te:
     return clf.predict_proba(x_te)[:, 1]
 
 
+def _fit_predict_mlp(x_tr: np.ndarray, y_tr: np.ndarray, w_tr: np.ndarray, x_te: np.ndarray,
+                     cfg: ClassifierConfig, seed: int) -> np.ndarray:
+    return fit_predict_mlp(x_tr, y_tr, w_tr, x_te, max_epochs=cfg.max_iter, seed=seed)
+
+
 def kfold_scores(x0: np.ndarray, x1: np.ndarray, w0: np.ndarray, w1: np.ndarray, *,
                  config: ClassifierConfig | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Out-of-fold probabilities of class 1 for every row of ``x0`` [N0, D] (class 0) and ``x1``
@@ -194,7 +199,7 @@ def kfold_scores(x0: np.ndarray, x1: np.ndarray, w0: np.ndarray, w1: np.ndarray,
     rng = np.random.default_rng(seed)
     folds = ms.StratifiedKFold(n_splits=cfg.folds, shuffle=True, random_state=int(rng.integers(2**31)))
     p = np.empty(len(x))
-    fit = _fit_predict_hgb if cfg.model == "hgb" else fit_predict_mlp
+    fit = _fit_predict_hgb if cfg.model == "hgb" else _fit_predict_mlp
     with _threads(cfg.threads):
         for tr, te in folds.split(x, y):
             p[te] = fit(x[tr], y[tr], w[tr], x[te], cfg, int(rng.integers(2**31)))
