@@ -66,6 +66,10 @@ def evaluate_cmd(
     ),
     no_plots: bool = typer.Option(False, "--no-plots", help="Skip the plots (faster)."),
     out: Path = typer.Option(..., "-o", "--output", help="Report folder: metrics.json, plots/*.png, index.html."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Write into an existing report folder (its report files are "
+        "replaced, other files kept)."
+    ),
 ) -> None:
     """Compare generated events with reference events.  Headline: a classifier on whole-event
     features (every object, jet pair and triplet; GeV), each sample against the whole
@@ -86,13 +90,21 @@ def evaluate_cmd(
         labels = [Path(g).name.split(".")[0] or f"generated{i + 1}" for i, g in enumerate(generated)]
     if len(set(labels)) != len(labels) or "reference" in labels:
         raise fail(f"labels must be distinct and not 'reference', got {labels}; use --label")
+    from fastmc.io import check_output, expand_paths
+
+    # missing inputs first, then the output (never one of the inputs, replaced only with
+    # --overwrite); each sample is expanded on its own (a sample may be given twice)
+    groups = [reference, *([g] for g in generated), *([reference2] if reference2 else []), *([train] if train else [])]
+    inputs = [p for group in groups for p in expand_paths(group)]
+    check_output(out, inputs=inputs, overwrite=overwrite, kind="folder")
     with errors_as_exit():
         try:
             cfg = FloorConfig(repeats=repeats)
             ccfg = ClassifierConfig(model=model, folds=folds)
             fcfg = FeatureConfig(n_jets=n_jets, n_pair_jets=min(6, n_jets), n_triplet_jets=min(6, n_jets),
                                  n_lepton_jets=min(4, n_jets))
-            console.print("reading events ...", highlight=False)
+            if console.is_terminal:  # in logs and pipes an error stays the only line
+                console.print("reading events ...", highlight=False)
             ref = _read(reference, "--reference")
             gens = {lab: _read([g], f"--generated {g}") for lab, g in zip(labels, generated, strict=True)}
             ref2 = _read(reference2, "--reference2") if reference2 else None

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from fastmc.config import derive_seed
 from fastmc.errors import require
 from fastmc.evaluate.features import closest_jet_pair_dr
 from fastmc.evaluate.metrics import FeatureScaler
@@ -149,7 +150,7 @@ def memorisation(train: Events, reference: Events, generated: Events, *, max_que
     ``flagged`` (z >= 5: generated events sit closer to the training sample).
     """
     neighbors = require("sklearn.neighbors", "stats")
-    rng = np.random.default_rng([seed, 4242])
+    rng = np.random.default_rng(derive_seed(seed, "memorisation"))
 
     def pick(ev: Events, k: int) -> Events:
         return ev if len(ev) <= k else ev[np.sort(rng.choice(len(ev), k, replace=False))]

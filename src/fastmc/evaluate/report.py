@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from fastmc import __version__
+from fastmc.config import derive_seed
 from fastmc.evaluate.checks import boundary_checks, memorisation, shared_events
 from fastmc.evaluate.features import FeatureConfig, WholeEventFeatures, whole_event_features
 from fastmc.evaluate.floors import (
@@ -212,7 +213,7 @@ def _whole_event(ref: WholeEventFeatures, gens: Mapping[str, WholeEventFeatures]
             if ref2 is None:
                 floors[m] = whole_event_floor(ref, len(gen), config=cfg, seed=seed)
             else:
-                pick = np.sort(np.random.default_rng([seed, 271, m]).permutation(len(ref2))[:m])
+                pick = np.sort(np.random.default_rng(derive_seed(seed, "reference2 floor", m)).permutation(len(ref2))[:m])
                 floors[m] = whole_event_test(ref, ref2.take(pick), config=cfg, seed=seed)
         res = whole_event_test(ref, gen, config=cfg, seed=seed)
         results[label] = res
@@ -295,7 +296,7 @@ def evaluate(
         raise ValueError(f"reconstruction labels {unknown} are not among the samples {list(generated)}")
     cfg = config or FloorConfig()
     ccfg = classifier_config or ClassifierConfig()
-    rng = np.random.default_rng([seed, 104729])
+    rng = np.random.default_rng(derive_seed(seed, "subsample"))
     n_before = {"reference": len(reference), **{k: len(v) for k, v in generated.items()}}
     reference = _subsample(reference, max_events, rng)
     generated = {k: _subsample(v, max_events, rng) for k, v in generated.items()}

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from fastmc.config import derive_seed
 from fastmc.errors import require
 from fastmc.evaluate.classifier import auc_error
 from fastmc.evaluate.features import WholeEventFeatures
@@ -246,7 +247,7 @@ def whole_event_floor(reference: WholeEventFeatures, n_other: int, *,
     """The floor of a test against ``n_other`` generated events: ``m = min(n_other, N_ref // 2)``
     random reference events (seeded) as class 1 against the other ``N_ref - m`` as class 0."""
     m = min(n_other, len(reference) // 2)
-    perm = np.random.default_rng([seed, 31337, m]).permutation(len(reference))
+    perm = np.random.default_rng(derive_seed(seed, "whole-event floor", m)).permutation(len(reference))
     return _run(reference.take(np.sort(perm[m:])), reference.take(np.sort(perm[:m])),
                 config or ClassifierConfig(), seed)
 
