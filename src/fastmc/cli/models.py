@@ -273,10 +273,24 @@ def generate_cmd(
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace an existing output (never one of the inputs)."
     ),
+    shard: str | None = typer.Option(
+        None,
+        "--shard",
+        metavar="K/M",
+        help="Write only part K of M (0 <= K < M) of the run of N events, e.g. one job of a "
+        "batch-farm array; the M parts in order are the unsharded run's events (merge them "
+        "with `fastmc convert`).",
+    ),
+    block_size: int = typer.Option(
+        1_000_000,
+        "--block-size",
+        help="Events per seed block (each block has its own seed; a --shard part is whole "
+        "blocks). Keep it the same for every part of a run.",
+    ),
 ) -> None:
     """Generate N events with a trained model, streamed to OUTPUT (GeV inside; MeV in CSV)."""
     from fastmc.io import check_output, detect_format
-    from fastmc.workflows.generate import generate
+    from fastmc.workflows.generate import generate, parse_part, part_range
 
     with errors_as_exit():
         _set_threads(threads)
@@ -284,7 +298,11 @@ def generate_cmd(
         check_output(output, inputs=[truth_events] if truth_events else [], overwrite=overwrite)
         if prior == "truth" and truth_events is None:
             raise ConfigError("--prior truth encodes given events: pass --truth-events FILE")
-        with progress_bar(f"generate ({prior})", n) as advance:
+        part = parse_part(shard) if shard is not None else None
+        if block_size < 1:
+            raise ConfigError(f"--block-size must be >= 1, got {block_size}")
+        first, stop = part_range(n, block_size, part)
+        with progress_bar(f"generate ({prior})", stop - first) as advance:
             report = generate(
                 model_dir,
                 output,
@@ -297,8 +315,12 @@ def generate_cmd(
                 channel=channel,
                 truth_events=truth_events,
                 progress=advance,
+                shard_size=block_size,
+                part=part,
             )
     msg = f"[green]done[/]: {report.n:,} events in {output} ({report.events_per_s:,.0f} events/s)"
+    if part is not None:
+        msg += f"; part {part[0]}/{part[1]}: events {first:,} to {stop - 1:,} of {n:,}"
     if channel:
         msg += f"; {channel} rejected {100 * report.rejected_share:.1f}% of {report.attempted:,}"
     console.print(msg, highlight=False)

@@ -11,6 +11,14 @@ those a channel selection rejects); shard ``k`` draws from its own torch generat
 with :func:`shard_seed` ``(seed, k)``.  The same seed, batch size and shard size give the
 same events; the output's metadata records the seed rule and the seeds of the shards.
 
+Parts for batch farms: ``part=(k, m)`` (``fastmc generate --shard K/M``) generates only the
+seed shards ``floor(k*S/m) .. floor((k+1)*S/m) - 1`` of the ``S = ceil(n / shard_size)``
+shards of the whole run, with their global event ids.  Each seed shard is drawn exactly as in
+the unsharded run (same seed, same batches), so the ``m`` parts concatenated in order are the
+events of the unsharded run, byte for byte (``fastmc convert`` merges them).  A part may be
+empty when ``m`` exceeds ``S``.  Parts need every event to be kept: not with ``channel``
+(the accepted count of a seed shard is random) nor with the truth prior (its input stream).
+
 Weights: a model trained by :func:`fastmc.workflows.train_store.train_from_store` knows each process's
 ``cross_section_weight`` (sigma x 10/fb, the sum of the source file's weights); every
 generated event gets ``cross_section_weight / n``, so the generated sample represents the same
@@ -49,6 +57,8 @@ __all__ = [
     "event_weight",
     "generate",
     "generate_events",
+    "parse_part",
+    "part_range",
     "sample_batch",
     "shard_seed",
 ]
@@ -59,6 +69,31 @@ SEED_RULE = "numpy.random.SeedSequence(seed, spawn_key=(shard,)).generate_state(
 def shard_seed(seed: int, shard: int) -> int:
     """The torch seed of shard ``shard`` of a run seeded with ``seed`` (see module doc)."""
     return derive_seed(seed, shard)  # the rule SEED_RULE spells out
+
+
+def parse_part(text: str) -> tuple[int, int]:
+    """``"K/M"`` -> ``(K, M)`` with ``0 <= K < M``; ConfigError otherwise."""
+    try:
+        k, m = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard must be K/M (e.g. 0/100), got {text!r}") from None
+    if m < 1 or not 0 <= k < m:
+        raise ConfigError(f"--shard K/M needs 0 <= K < M, got {text!r}")
+    return k, m
+
+
+def part_range(n: int, shard_size: int, part: tuple[int, int] | None) -> tuple[int, int]:
+    """Events ``[start, stop)`` of the whole run of ``n`` that ``part`` (k, m) generates.
+
+    A part is a contiguous run of whole seed shards of ``shard_size`` events (module doc).
+    """
+    if part is None:
+        return 0, n
+    k, m = part
+    if m < 1 or not 0 <= k < m:
+        raise ConfigError(f"part must be (k, m) with 0 <= k < m, got {part}")
+    shards = math.ceil(n / shard_size)
+    return (min(n, k * shards // m * shard_size), min(n, (k + 1) * shards // m * shard_size))
 
 
 @dataclasses.dataclass
@@ -76,6 +111,8 @@ class GenerateReport:
     seed: int
     shards: int
     weight: float
+    part: tuple[int, int] | None = None
+    events: tuple[int, int] | None = None  # [start, stop) of the whole run in this part
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -138,8 +175,14 @@ def _check_arguments(
     channel: str | None,
     truth_events: str | os.PathLike[str] | None,
     min_acceptance: float,
+    part: tuple[int, int] | None = None,
 ) -> None:
     """ConfigError for arguments of :func:`generate_events` that cannot work."""
+    if part is not None and (channel is not None or prior == "truth"):
+        raise ConfigError(
+            "--shard needs every generated event kept in order: it does not combine with "
+            "--channel or --prior truth; select with `fastmc convert`/your analysis afterwards"
+        )
     if n < 0:
         raise ConfigError(f"n must be >= 0, got {n}")
     if batch_size < 1 or shard_size < 1:
@@ -188,8 +231,12 @@ def generate_events(
     truth_events: str | os.PathLike[str] | None = None,
     min_acceptance: float = 1e-3,
     stats: dict[str, Any] | None = None,
+    part: tuple[int, int] | None = None,
 ) -> Iterator[Events]:
     """Yield batches of generated Events (GeV) until ``n`` are produced (see module doc).
+
+    With ``part=(k, m)`` only the events :func:`part_range` of the run of ``n`` are yielded,
+    with their event ids in the whole run.
 
     ``stats`` (a dict the caller passes) receives ``attempted`` (events generated),
     ``passed`` (of those, passing ``channel``; the surplus of the last batch included),
@@ -197,7 +244,9 @@ def generate_events(
     Raises ValueError if a channel keeps less than ``min_acceptance`` of the events after the
     first 10 batches.
     """
-    _check_arguments(model, n, prior, batch_size, shard_size, channel, truth_events, min_acceptance)
+    _check_arguments(model, n, prior, batch_size, shard_size, channel, truth_events,
+                     min_acceptance, part)
+    first, stop = part_range(n, shard_size, part)
     pidx = model.process_index(process)
     pname = model.processes[pidx]
     weight = event_weight(model, pname, n)
@@ -205,16 +254,17 @@ def generate_events(
     k = getattr(model.config, "max_objects", None) or 19
     truth_batches = _TruthBatches(truth_events, batch_size, k) if prior == "truth" else None
     stats = stats if stats is not None else {}
-    accepted = attempted = passed = 0
+    accepted = attempted = first
+    passed = 0
     shard = -1
     gen: torch.Generator | None = None
-    while accepted < n:
+    while accepted < stop:
         # a batch never crosses a shard boundary
         if attempted // shard_size != shard or gen is None:
             shard = attempted // shard_size
             gen = torch.Generator(device=device).manual_seed(shard_seed(seed, shard))
         left_in_shard = (shard + 1) * shard_size - attempted
-        b = min(batch_size, left_in_shard, n - accepted if channel is None else batch_size)
+        b = min(batch_size, left_in_shard, stop - accepted if channel is None else batch_size)
         truth = truth_batches.take(b, device) if truth_batches is not None else None
         raw = sample_batch(model, b, prior, Condition(process=pname), gen, truth)
         attempted += b
@@ -225,7 +275,7 @@ def generate_events(
 
             keep = passes_channel(events, channel)
             passed += int(keep.sum())
-            events = events[keep][: n - accepted]
+            events = events[keep][: stop - accepted]
             if attempted >= 10 * batch_size and passed < min_acceptance * attempted:
                 raise ConfigError(
                     f"only {passed} of {attempted} generated events pass "
@@ -237,7 +287,8 @@ def generate_events(
             passed += len(events)
         events.weight[:] = weight
         accepted += len(events)
-        stats.update(attempted=attempted, accepted=accepted, passed=passed, shards=shard + 1)
+        stats.update(attempted=attempted - first, accepted=accepted - first, passed=passed,
+                     shards=shard + 1 - first // shard_size)
         if len(events):
             yield events
 
@@ -271,11 +322,14 @@ def generate(
     channel: str | None = None,
     truth_events: str | os.PathLike[str] | None = None,
     progress: Callable[[int], None] | None = None,
+    part: tuple[int, int] | None = None,
 ) -> GenerateReport:
     """Generate ``n`` events into ``out_path`` (.csv, .csv.gz, .parquet or .root), atomically.
 
     ``model`` is a model directory or a loaded model.  ``progress(k)`` is called with the
-    number of events written after each batch.  Returns a :class:`GenerateReport`.
+    number of events written after each batch.  ``part=(k, m)`` writes only part ``k`` of
+    ``m`` of the run of ``n`` events (module doc; the metadata records it).  Returns a
+    :class:`GenerateReport`.
     """
     from fastmc.io import open_writer
 
@@ -287,7 +341,8 @@ def generate(
     else:
         model = model.to(dev).eval()
     pname = model.processes[model.process_index(process)]
-    n_shards_nominal = max(1, math.ceil(n / shard_size))
+    first, stop = part_range(n, shard_size, part)
+    shard_ids = range(first // shard_size, math.ceil(stop / shard_size))
     meta = {
         "generator": "fastmc",
         "fastmc_version": __version__,
@@ -300,7 +355,10 @@ def generate(
         "batch_size": int(batch_size),
         "shard_size": int(shard_size),
         "shard_seed_rule": SEED_RULE,
-        "shard_seeds": [shard_seed(seed, s) for s in range(min(n_shards_nominal, 10_000))],
+        "shard_seeds": [shard_seed(seed, s) for s in shard_ids[:10_000]],
+        "first_shard": shard_ids.start,
+        "part": None if part is None else list(part),
+        "events": [first, stop],
         "channel": channel,
         "weight": event_weight(model, pname, n),
     }
@@ -318,6 +376,7 @@ def generate(
             channel=channel,
             truth_events=truth_events,
             stats=stats,
+            part=part,
         ):
             writer.write(events)
             if progress is not None:
@@ -326,14 +385,16 @@ def generate(
     attempted = int(stats.get("attempted", 0))
     return GenerateReport(
         path=str(out_path),
-        n=int(n),
+        n=stop - first,
         attempted=attempted,
         rejected_share=1.0 - stats.get("passed", 0) / attempted if attempted else 0.0,
         seconds=seconds,
-        events_per_s=n / seconds if seconds > 0 else math.inf,
+        events_per_s=(stop - first) / seconds if seconds > 0 else math.inf,
         prior=prior,
         process=pname,
         seed=int(seed),
         shards=int(stats.get("shards", 0)),
         weight=meta["weight"],
+        part=part,
+        events=(first, stop),
     )
