@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -68,7 +69,7 @@ def test_part_arithmetic_and_errors(model_dir: Path, tmp_path: Path) -> None:
     for n, size, m in [(50, 7, 3), (10, 10, 4), (1000, 64, 7), (0, 5, 2)]:
         ranges = [part_range(n, size, (k, m)) for k in range(m)]
         assert ranges[0][0] == 0 and ranges[-1][1] == n
-        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
         assert all(start % size == 0 for start, _ in ranges)
     with pytest.raises(ConfigError, match="channel"):
         generate(model_dir, tmp_path / "x.csv", 10, device="cpu", channel="chan1", part=(0, 2))

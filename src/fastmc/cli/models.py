@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -121,11 +124,20 @@ def train_cmd(
     resume: bool = typer.Option(
         False, "--resume", help="Continue from the checkpoint in the model directory."
     ),
+    nproc: int | None = typer.Option(
+        None,
+        "--nproc",
+        help="Train with N processes on this machine (DistributedDataParallel: gloo on CPU, "
+        "NCCL on GPUs) by running `torchrun --standalone --nproc-per-node N -m fastmc train "
+        "...`; --batch-size stays the events per step of all N together.",
+    ),
 ) -> None:
     """Train a generator on the train split of STORE (validation: its val split).
 
     Energies are in GeV inside fastmc.  The model directory gets config.json,
     weights.safetensors (best validation loss), history.json and checkpoint.* after every epoch.
+    Several processes: --nproc N, or `torchrun --nproc-per-node N -m fastmc train ...`
+    (docs/scale.md, also for several nodes).
     """
     from fastmc.config import from_dict
     from fastmc.models.base import get_model
@@ -134,6 +146,9 @@ def train_cmd(
     from fastmc.workflows.train_config import TrainConfig, load_yaml_config
     from fastmc.workflows.train_store import train_from_store
 
+    if nproc is not None and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        raise typer.Exit(_launch_torchrun(nproc))
+    main_rank = os.environ.get("RANK", "0") == "0"
     with errors_as_exit():
         _set_threads(threads)
         if output.exists() and not output.is_dir():
@@ -161,8 +176,9 @@ def train_cmd(
                 f"{output} already holds a training run; pass --resume to continue it or "
                 "choose another directory"
             )
-        with progress_bar(f"train {spec.name}", tc.epochs * tc.batches_per_epoch,
-                          unit="batches") as advance:
+        bar = (progress_bar(f"train {spec.name}", tc.epochs * tc.batches_per_epoch,
+                            unit="batches") if main_rank else contextlib.nullcontext(None))
+        with bar as advance:
 
             def on_epoch(rec: dict[str, Any]) -> None:
                 mark = " *" if rec["best"] else ""
@@ -175,11 +191,31 @@ def train_cmd(
             result = train_from_store(store, output, model_name=asked_name or spec.name,
                                       model_config=model_cfg, config=asked if resume else tc,
                                       resume=resume, progress=advance, on_epoch=on_epoch)
+    if not main_rank:
+        return
     console.print(
         f"[green]done[/]: {len(result.history)} epochs ({result.stopped}), best val loss "
         f"{result.best_val_loss:.4f} at epoch {result.best_epoch}, {result.seconds:.0f} s; "
         f"model in {output}"
     )
+
+
+def _launch_torchrun(nproc: int) -> int:
+    """Run this very ``fastmc train`` command under torchrun with ``nproc`` processes."""
+    import subprocess
+
+    from fastmc.workflows.distributed import launch_command
+
+    argv, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip or arg == "--nproc" or arg.startswith("--nproc="):
+            skip = arg == "--nproc"
+            continue
+        argv.append(arg)
+    with errors_as_exit():
+        cmd = launch_command(nproc, argv)
+    console.print(" ".join(cmd[1:]), highlight=False, markup=False)
+    return subprocess.run(cmd, check=False).returncode
 
 
 @app.command("fit-prior")

@@ -308,6 +308,16 @@ def _check_output_events(events: Events) -> None:
         )
 
 
+def _seed_meta(n: int, seed: int, shard_size: int, part: tuple[int, int] | None) -> dict:
+    """The output metadata that says which seed shards (and which part of the run) it holds."""
+    first, stop = part_range(n, shard_size, part)
+    shard_ids = range(first // shard_size, math.ceil(stop / shard_size))
+    return {"shard_size": int(shard_size), "shard_seed_rule": SEED_RULE,
+            "shard_seeds": [shard_seed(seed, s) for s in shard_ids[:10_000]],
+            "first_shard": shard_ids.start, "part": None if part is None else list(part),
+            "events": [first, stop]}
+
+
 def generate(
     model: GenerativeModel | str | os.PathLike[str],
     out_path: str | os.PathLike[str],
@@ -342,26 +352,11 @@ def generate(
         model = model.to(dev).eval()
     pname = model.processes[model.process_index(process)]
     first, stop = part_range(n, shard_size, part)
-    shard_ids = range(first // shard_size, math.ceil(stop / shard_size))
-    meta = {
-        "generator": "fastmc",
-        "fastmc_version": __version__,
-        "model": model.name,
-        "model_dir": model_dir,
-        "prior": prior,
-        "process": pname,
-        "n": int(n),
-        "seed": int(seed),
-        "batch_size": int(batch_size),
-        "shard_size": int(shard_size),
-        "shard_seed_rule": SEED_RULE,
-        "shard_seeds": [shard_seed(seed, s) for s in shard_ids[:10_000]],
-        "first_shard": shard_ids.start,
-        "part": None if part is None else list(part),
-        "events": [first, stop],
-        "channel": channel,
-        "weight": event_weight(model, pname, n),
-    }
+    meta = {"generator": "fastmc", "fastmc_version": __version__, "model": model.name,
+            "model_dir": model_dir, "prior": prior, "process": pname, "n": int(n),
+            "seed": int(seed), "batch_size": int(batch_size), "channel": channel,
+            "weight": event_weight(model, pname, n),
+            **_seed_meta(n, seed, shard_size, part)}
     stats: dict[str, Any] = {}
     t0 = time.perf_counter()
     with open_writer(out_path, meta=meta) as writer:

@@ -17,6 +17,10 @@ resumed run continues exactly as an uninterrupted one would.
 
 The data side (an event store, the balanced loader, the ``val`` split) is
 :func:`fastmc.workflows.train_store.train_from_store`.
+
+Under ``torchrun`` (several ranks, :mod:`fastmc.workflows.distributed`) the same loop runs on
+every rank with the model in DistributedDataParallel; loss values and validation sums are
+summed over the ranks, so all take the same decisions, and rank 0 alone writes the files.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from fastmc.devices import resolve_device
 from fastmc.errors import ConfigError
 from fastmc.models.base import GenerativeModel
 from fastmc.models.modeldir import ModelDir
+from fastmc.workflows import accel, distributed
 from fastmc.workflows.train_config import TrainConfig, TrainingDivergedError, TrainResult
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingDivergedError", "epoch_seed", "train_model"]
@@ -62,6 +67,18 @@ class _Progress:
                 "best_epoch": self.best_epoch, "bad_epochs": self.bad, "history": self.history}
 
 
+class _ReadOnly:
+    """A ModelDir whose ``write_*`` methods do nothing: what ranks other than 0 hold."""
+
+    def __init__(self, mdir: ModelDir) -> None:
+        self._mdir = mdir
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("write_"):
+            return lambda *args, **kwargs: None
+        return getattr(self._mdir, name)
+
+
 def _resume(mdir: ModelDir, model: GenerativeModel, opt: torch.optim.Optimizer,
             device: torch.device) -> _Progress:
     status = mdir.read_checkpoint(model, opt, device)
@@ -79,13 +96,20 @@ def _train_epoch(
     epoch: int,
     mdir: ModelDir,
     progress: Callable[[int], None] | None,
+    loss_fn: accel.LossFn | None = None,
+    precision: str = "fp32",
 ) -> tuple[float, dict[str, float], int]:
-    """One pass of Adam over ``batches``: mean loss, mean parts, events seen."""
+    """One pass of Adam over ``batches``: mean loss, mean parts, events seen (all ranks)."""
     total, n, parts = 0.0, 0, {}
+    loss_fn = loss_fn or (lambda raw, g: model.training_loss(raw, generator=g))
+    world = distributed.context().world_size
     for step, raw in enumerate(batches, start=1):
-        raw = raw.to(device)
-        loss, p = model.training_loss(raw, generator=gen)
-        value = float(loss.detach())
+        raw = accel.move_batch(raw, device)
+        with accel.precision(precision, device):
+            loss, p = loss_fn(raw, gen)
+        b, keys = len(raw), sorted(p)
+        sums = distributed.all_sum([float(loss.detach()) * b, b, *(p[k] * b for k in keys)])
+        value = sums[0] / sums[1]
         if not math.isfinite(value):
             last = (f"the last good checkpoint (epoch {epoch - 1}) is kept in {mdir.path}"
                     if epoch > 1 else "no checkpoint was written")
@@ -94,13 +118,13 @@ def _train_epoch(
                 "Try a lower --lr, a smaller --beta, or standardize: true in model_config."
             )
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        # DDP averages the ranks' gradients: weigh each rank by its share of the step's events
+        (loss * (world * b / sums[1]) if world > 1 else loss).backward()
         opt.step()
-        b = len(raw)
-        total += value * b
-        n += b
-        for k, v in p.items():
-            parts[k] = parts.get(k, 0.0) + v * b
+        total += sums[0]
+        n += int(sums[1])
+        for k, v in zip(keys, sums[2:], strict=True):
+            parts[k] = parts.get(k, 0.0) + v
         if progress is not None:
             progress(1)
     if n == 0:
@@ -111,14 +135,21 @@ def _train_epoch(
 def _validate(
     model: GenerativeModel, batches: Iterable[RawBatch], device: torch.device, seed: int
 ) -> tuple[float, dict[str, float]]:
-    """Event-weighted mean loss and parts over ``batches`` (eval mode, no gradients)."""
+    """Event-weighted mean loss and parts over ``batches`` (eval mode, no gradients).
+
+    Batch ``i`` draws its noise from ``seed + i`` and, with several ranks, is computed by
+    rank ``i mod world_size``: the result does not depend on the number of ranks.
+    """
     model.eval()
-    gen = torch.Generator(device=device).manual_seed(seed)
+    ctx = distributed.context()
     total, n = 0.0, 0
     parts: dict[str, float] = {}
     with torch.no_grad():
-        for raw in batches:
-            raw = raw.to(device)
+        for i, raw in enumerate(batches):
+            if i % ctx.world_size != ctx.rank:
+                continue
+            raw = accel.move_batch(raw, device)
+            gen = torch.Generator(device=device).manual_seed(seed + i)
             loss, p = model.training_loss(raw, generator=gen)
             b = len(raw)
             total += float(loss) * b
@@ -126,6 +157,10 @@ def _validate(
                 parts[k] = parts.get(k, 0.0) + v * b
             n += b
     model.train()
+    keys = distributed.union_keys(parts, ctx)  # a rank may have had no batch
+    sums = distributed.all_sum([total, n, *(parts.get(k, 0.0) for k in keys)], ctx)
+    total, n = sums[0], int(sums[1])
+    parts = dict(zip(keys, sums[2:], strict=True))
     if n == 0:
         raise ConfigError("no validation events; prepare the store with --val > 0")
     return total / n, {k: v / n for k, v in parts.items()}
@@ -143,13 +178,18 @@ def _run_epoch(
     device: torch.device,
     progress: Callable[[int], None] | None,
     describe: Callable[[], None] | None = None,
+    loss_fn: accel.LossFn | None = None,
 ) -> dict[str, Any]:
     """Train and validate one epoch, update ``state``, write the files (``describe()``
     writes config.json, before the checkpoint that makes the run resumable); the record."""
     te = time.perf_counter()
-    gen = torch.Generator(device=device).manual_seed(epoch_seed(config.seed, epoch, 1))
+    ctx = distributed.context()
+    # each rank its own noise (rank 0: the one-process stream)
+    gen = torch.Generator(device=device).manual_seed(
+        epoch_seed(config.seed, epoch, 1 + 16 * ctx.rank))
     train_loss, train_parts, n = _train_epoch(
-        model, opt, train_batches(epoch), gen, device, epoch, mdir, progress
+        model, opt, train_batches(epoch), gen, device, epoch, mdir, progress, loss_fn,
+        config.precision,
     )
     val_loss, val_parts = _validate(model, val_batches(), device, epoch_seed(config.seed, 0, 2))
     if not math.isfinite(val_loss):
@@ -165,7 +205,8 @@ def _run_epoch(
         state.bad += 1
     record = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
               "train_parts": train_parts, "val_parts": val_parts, "events": n,
-              "seconds": time.perf_counter() - te, "lr": config.lr, "best": improved}
+              "seconds": time.perf_counter() - te, "lr": config.lr, "best": improved,
+              "ranks": ctx.world_size}
     state.history.append(record)
     state.epoch = epoch
     mdir.write_history(state.history)
@@ -198,6 +239,9 @@ def train_model(
     Raises :class:`TrainingDivergedError` on a NaN/infinite loss.
     """
     mdir = ModelDir(model_dir)
+    if not distributed.context().is_main:  # only rank 0 writes (module docstring)
+        return _train(model, train_batches, val_batches, config, _ReadOnly(mdir), data=data,
+                      resume=resume, progress=None, on_epoch=None)
     created = not mdir.path.exists()
     mdir.create()
     try:
@@ -216,15 +260,17 @@ def _train(
     train_batches: Callable[[int], Iterable[RawBatch]],
     val_batches: Callable[[], Iterable[RawBatch]],
     config: TrainConfig,
-    mdir: ModelDir,
+    mdir: Any,
     *,
     data: Mapping[str, Any] | None,
     resume: bool,
     progress: Callable[[int], None] | None,
     on_epoch: Callable[[dict[str, Any]], None] | None,
 ) -> TrainResult:
-    device = resolve_device(config.device)
+    ctx = distributed.context()
+    device = resolve_device(distributed.rank_device(config.device, ctx))
     model.to(device).train()
+    loss_fn = accel.loss_function(model, ctx, device)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     state = _resume(mdir, model, opt, device) if resume else _Progress()
     if resume:  # the stored settings, with an explicitly raised epoch limit
@@ -238,16 +284,20 @@ def _train(
         # config.json only once there are weights to describe (a failed run leaves none)
         describe = (lambda: mdir.write_config(model, train_config=config, data=data)) if (
             epoch == start and not resume) else None
-        record = _run_epoch(model, opt, state, epoch, train_batches, val_batches, config, mdir,
-                            device, progress, describe)
+        with accel.matmul_precision(config.precision):
+            record = _run_epoch(model, opt, state, epoch, train_batches, val_batches, config,
+                                mdir, device, progress, describe, loss_fn)
         if on_epoch is not None:
             on_epoch(record)
         if config.patience and state.bad >= config.patience:
             stopped = "early_stopping"
             break
-        if config.max_minutes is not None and time.perf_counter() - t0 > 60 * config.max_minutes:
+        if config.max_minutes is not None and distributed.broadcast_flag(
+            time.perf_counter() - t0 > 60 * config.max_minutes, ctx
+        ):
             stopped = "time"
             break
+    distributed.barrier(ctx)  # rank 0 has written the files
     # the model directory ends with the best weights loaded into the returned model
     if mdir.has_weights():
         mdir.read_weights(model, device)

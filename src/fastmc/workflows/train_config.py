@@ -48,6 +48,9 @@ class TrainConfig:
     process : str or None      train on this process of the store only (None: all)
     max_minutes : float|None   stop after the epoch that passes this wall time (None: no
                                limit; makes the number of epochs machine-dependent)
+    precision : str            "fp32" (default), "tf32" (TF32 matmuls on Ampere+ GPUs) or
+                               "bf16" (bfloat16 autocast of the forward pass); see
+                               fastmc.workflows.accel
     """
 
     epochs: int = setting(50, ge=1)
@@ -63,6 +66,7 @@ class TrainConfig:
     loader_mode: Literal["balanced", "count", "weight"] = "balanced"
     process: str | None = None
     max_minutes: float | None = setting(None, gt=0)
+    precision: Literal["fp32", "tf32", "bf16"] = "fp32"
 
     def __post_init__(self) -> None:
         check_config(self)

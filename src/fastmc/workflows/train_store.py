@@ -6,6 +6,8 @@ it back with ``resume``), fits its data-dependent state on training events, and 
 (:class:`fastmc.data.loader.EventLoader`) on the ``train`` split and the ``val`` split for
 validation.  The model directory records the store's provenance and each process's
 training-sample weights (what :mod:`fastmc.workflows.generate` gives generated events).
+Started by ``torchrun`` (``WORLD_SIZE`` > 1) it joins the other ranks first
+(:mod:`fastmc.workflows.distributed`); each rank then reads its own part of the stream.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from fastmc.data.batch import RawBatch, cat_batches, raw_from_events
 from fastmc.devices import resolve_device
 from fastmc.models.base import GenerativeModel, build_model
 from fastmc.models.modeldir import ModelDir
+from fastmc.workflows import distributed
 from fastmc.workflows.resume import resume_settings
 from fastmc.workflows.train import train_model
 from fastmc.workflows.train_config import TrainConfig, TrainResult
@@ -89,7 +92,7 @@ def _loader_batches(store: Any, processes: tuple[str, ...], config: TrainConfig)
     store_idx = [store.process_index(p) for p in processes]
     remap = torch.full((len(store.processes),), -1, dtype=torch.long)
     remap[store_idx] = torch.arange(len(processes))
-    loader = EventLoader(store, "train", batch_size=config.batch_size,
+    loader = EventLoader(store, "train", batch_size=distributed.local_batch(config.batch_size),
                          batches_per_epoch=config.batches_per_epoch, mode=config.loader_mode,
                          seed=config.seed, processes=list(processes))
 
@@ -144,6 +147,18 @@ def train_from_store(
     :class:`~fastmc.workflows.resume.ResumeConflictError` (``epochs`` may raise the limit).
     See :func:`fastmc.workflows.train.train_model` for the rest.
     """
+    device = (config.get("device") if isinstance(config, Mapping)
+              else getattr(config, "device", None)) or "auto"
+    with distributed.process_group(device):
+        return _train(store_path, model_dir, model_name, model_config, config, resume, progress,
+                      on_epoch)
+
+
+def _train(store_path: str | os.PathLike[str], model_dir: str | os.PathLike[str],
+           model_name: str | None, model_config: Mapping[str, Any] | None,
+           config: TrainConfig | Mapping[str, Any] | None,
+           resume: bool, progress: Callable[[int], None] | None,
+           on_epoch: Callable[[dict[str, Any]], None] | None) -> TrainResult:
     from fastmc.data.store import open_store
 
     store = open_store(store_path)
@@ -156,7 +171,7 @@ def train_from_store(
         if fit:
             model.fit_data(cat_batches(fit))
     val_events = _split_events(store, "val", processes)
-    device = resolve_device(config.device)
+    device = resolve_device(distributed.rank_device(config.device))
 
     def val_batches() -> Iterable[RawBatch]:
         per = max(1, config.val_events // max(1, len(val_events)))
