@@ -41,6 +41,12 @@ def prepare_cmd(
         100_000, "--chunk-size", help="Events parsed at a time (bounds memory)."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing store."),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        help="Processes parsing files in parallel (default: every core for 64 MB of input or "
+        "more, else 1); the store is the same whatever the number.",
+    ),
 ) -> None:
     """Parse event files once into a memory-mappable event store with train/val/test splits.
 
@@ -63,6 +69,7 @@ def prepare_cmd(
             truncate=truncate,
             overwrite=overwrite,
             progress=advance,
+            workers=workers,
         )
     console.print(summary_table(path))
     console.print(f"[green]wrote[/] {path}")

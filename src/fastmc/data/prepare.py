@@ -4,6 +4,11 @@
 files, then splits each process chunk by chunk into the final ``.npy`` files, so memory stays
 bounded whatever the input size (disk needs about twice the store size while it runs).  The
 store is built in a temporary folder beside ``out_dir`` and renamed at the end.
+
+With ``workers > 1`` the files are parsed in parallel (a process pool over the input files;
+each worker writes its own per-process temporary files, joined in input order afterwards), so
+the store is the same as with one worker, byte for byte.  The default uses every core for
+inputs of 64 MB or more (docs/benchmarks.md has the throughput and memory).
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ def prepare(
     truncate: bool = False,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
+    workers: int | None = None,
 ) -> Path:
     """Parse event files once into an event store at ``out_dir``; returns its path.
 
@@ -66,7 +72,10 @@ def prepare(
     overwrite : replace an existing store (or empty folder) at ``out_dir``: only the files
         fastmc wrote there (listed in its ``meta.json``) are removed, other files are kept.
         An output folder that holds an input, or a folder that is not a store, is refused.
-    progress : called with the number of events parsed after each chunk.
+    progress : called with the number of events parsed after each chunk (after each file
+        with ``workers > 1``).
+    workers : processes parsing files in parallel (None: every core, for 64 MB of input or
+        more; 1: in this process).  Memory: about one chunk per worker.
     """
     from fastmc.io import expand_paths, iter_events
 
@@ -88,6 +97,7 @@ def prepare(
     out_dir = Path(out_dir)
     _check_output(paths, out_dir, overwrite)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    workers = _workers(workers, paths)
 
     specs = _array_specs(max_objects)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
@@ -99,26 +109,14 @@ def prepare(
         sources: list[dict[str, Any]] = []
         totals: dict[str, int] = {}  # process -> events
         raw_names: dict[str, str] = {}  # process -> temp folder name
-        for path in paths:
-            st = path.stat()
-            src = {
-                "name": path.name,
-                "path": str(path),
-                "size": st.st_size,
-                "mtime_ns": st.st_mtime_ns,
-                "sha256": sha256_file(path),
-                "events": 0,
-                "events_by_process": {},
-                "events_by_split": {split: {} for split in SPLITS},
-            }
-            for chunk in iter_events(
-                path,
-                chunk_size=chunk_size,
-                on_error=on_error,
-                max_objects=max_objects,
-                truncate=truncate,
-                report=report,
-            ):
+        options = {"chunk_size": chunk_size, "on_error": on_error, "max_objects": max_objects,
+                   "truncate": truncate}
+        if workers > 1:
+            _parse_parallel(paths, raw_dir, raw_names, totals, sources, report, specs, options,
+                            workers, progress)
+        for path in paths if workers == 1 else ():
+            src = _source_entry(path)
+            for chunk in iter_events(path, report=report, **options):
                 _append_chunk(chunk, raw_dir, raw_names, totals, src, specs)
                 if progress is not None:
                     progress(len(chunk))
@@ -195,6 +193,90 @@ def prepare(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def _workers(workers: int | None, paths: list[Path]) -> int:
+    """Worker processes to use: ``workers``, or every core for 64 MB of input or more."""
+    if workers is None:
+        big = sum(p.stat().st_size for p in paths) >= 64 * 2**20
+        workers = min(len(paths), len(os.sched_getaffinity(0))) if big else 1
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    return min(workers, len(paths))
+
+
+def _source_entry(path: Path) -> dict[str, Any]:
+    st = path.stat()
+    return {
+        "name": path.name,
+        "path": str(path),
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "sha256": sha256_file(path),
+        "events": 0,
+        "events_by_process": {},
+        "events_by_split": {split: {} for split in SPLITS},
+    }
+
+
+def _parse_file(
+    path: Path, raw_dir: Path, specs: dict[str, tuple[np.dtype, tuple[int, ...]]],
+    options: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
+    """A worker: one file into its own per-process raw files in ``raw_dir``."""
+    from fastmc.io import iter_events
+
+    raw_dir.mkdir()
+    src, raw_names, totals, report = _source_entry(path), {}, {}, {}
+    for chunk in iter_events(path, report=report, **options):
+        _append_chunk(chunk, raw_dir, raw_names, totals, src, specs)
+    return src, raw_names, report
+
+
+def _parse_parallel(
+    paths: list[Path], raw_dir: Path, raw_names: dict[str, str], totals: dict[str, int],
+    sources: list[dict[str, Any]], report: dict[str, Any],
+    specs: dict[str, tuple[np.dtype, tuple[int, ...]]], options: dict[str, Any], workers: int,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """Parse ``paths`` in a process pool; join each process's raw files in input order."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
+    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        futures = [pool.submit(_parse_file, p, raw_dir / f"f{i:05d}", specs, options)
+                   for i, p in enumerate(paths)]
+        for i, fut in enumerate(futures):  # in input order: the store does not depend on timing
+            src, names, rep = fut.result()
+            for proc, name in names.items():
+                n = src["events_by_process"][proc]
+                if proc not in raw_names:
+                    raw_names[proc] = f"r{len(raw_names):05d}"
+                    os.replace(raw_dir / f"f{i:05d}" / name, raw_dir / raw_names[proc])
+                else:
+                    _append_files(raw_dir / f"f{i:05d}" / name, raw_dir / raw_names[proc])
+                totals[proc] = totals.get(proc, 0) + n
+            shutil.rmtree(raw_dir / f"f{i:05d}")
+            sources.append(src)
+            for key, value in rep.items():  # counts add up, reasons by kind, first errors
+                if isinstance(value, int):
+                    report[key] = report.get(key, 0) + value
+                elif isinstance(value, dict):
+                    into = report.setdefault(key, {})
+                    for k, v in value.items():
+                        into[k] = into.get(k, 0) + v
+                elif isinstance(value, list):
+                    report[key] = (report.get(key, []) + value)[:5]
+            if progress is not None:
+                progress(src["events"])
+
+
+def _append_files(src_dir: Path, dst_dir: Path) -> None:
+    """Append each raw file of ``src_dir`` to the file of the same name in ``dst_dir``."""
+    for f in sorted(src_dir.iterdir()):
+        with open(f, "rb") as fin, open(dst_dir / f.name, "ab") as fout:
+            shutil.copyfileobj(fin, fout, 16 * 2**20)
 
 
 def _append_chunk(
