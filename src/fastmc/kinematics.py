@@ -56,6 +56,11 @@ def dark_machines_order(types: Any, pt: Any) -> Any:
         import torch
 
         rank = torch.tensor(GROUP_RANK, device=types.device)[types.long()]
+        if torch.onnx.is_in_onnx_export():
+            # ONNX has no stable sort (fastmc export): one sort by a float64 key, group then
+            # descending pT; it differs from the exact order only for equal pT in a group
+            pt0 = torch.where(types == 0, torch.zeros_like(pt), pt).double()
+            return torch.sort(rank.double() * 1e9 - pt0, dim=1).indices
         key = torch.where(types == 0, torch.full_like(pt, -math.inf), pt)
         by_pt = torch.argsort(-key, dim=1, stable=True)
         by_rank = torch.argsort(rank.gather(1, by_pt), dim=1, stable=True)

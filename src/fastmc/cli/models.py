@@ -404,3 +404,38 @@ def bench_cmd(
     if json_out is not None:
         with atomic_path(json_out) as tmp:
             tmp.write_text(json.dumps(result, indent=2) + "\n")
+
+
+@app.command("export")
+def export_cmd(
+    model_dir: Path = typer.Argument(..., help="Model directory from `fastmc train`."),
+    output: Path = typer.Option(..., "-o", "--output", help="ONNX file to write, e.g. generator.onnx."),
+    check_events: int = typer.Option(
+        256, "--check-events", help="Fixed random inputs on which ONNX Runtime is compared with torch."
+    ),
+    speed: bool = typer.Option(
+        False, "--speed", help="Also time ONNX Runtime against torch (batch 10k, 1 thread)."
+    ),
+) -> None:
+    """Export a generator to ONNX: the VAE decoder (latent z -> event tensors, GeV) or the
+    flow's sampling network (pattern + noise -> physics parameters); contract in docs/onnx.md.
+
+    Needs the export extra: pip install 'fastmc[export]'.
+    """
+    from fastmc.workflows.export import export_onnx, onnx_speed
+
+    with errors_as_exit():
+        report = export_onnx(model_dir, output, check_events=check_events)
+        timing = onnx_speed(model_dir, output) if speed else None
+    ins = ", ".join(f"{k} {v}" for k, v in report.inputs.items())
+    outs = ", ".join(f"{k} {v}" for k, v in report.outputs.items())
+    console.print(f"[green]wrote[/] {output}: inputs {ins}; outputs {outs}", highlight=False)
+    diff = ", ".join(f"{k} {v:.3g}" for k, v in report.max_abs_diff.items())
+    console.print(f"ONNX Runtime vs torch, max |diff| on {check_events} inputs: {diff}",
+                  highlight=False)
+    for item in report.not_exported:
+        console.print(f"not in the graph (do it in the caller): {item}", highlight=False)
+    if timing is not None:
+        console.print(f"events/s (batch {timing['batch_size']:,}, {timing['threads']} thread): "
+                      f"torch {timing['torch_events_per_s']:,.0f}, ONNX Runtime "
+                      f"{timing['onnx_events_per_s']:,.0f}", highlight=False)

@@ -1,0 +1,70 @@
+"""ONNX export of the flow's sampling network (used by :mod:`fastmc.workflows.export`).
+
+Kept apart from the VAE export so that a rework of :mod:`fastmc.models.flow` adapts this
+file only.  The graph is the deterministic heart of ``FlowModel.sample``:
+
+    input  ``pattern``      int64 [B]        object pattern index, drawn by the caller from
+                                             the model's pattern distribution (the
+                                             ``structure.*`` tensors of weights.safetensors)
+           ``z``            float32 [B, D]   standard-normal base noise
+    output ``x``            float32 [B, D]   the physics parameters (de-standardised flow
+                                             output), laid out by the model's SlotLayout
+           ``slot_types``   int64 [B, S]     the object type of every slot of the pattern
+
+Inside: pattern -> slot types -> flow context (pattern embedding, object counts) -> the
+inverse of every autoregressive rational-quadratic spline transform, block by block
+(zuko's bin search ``sum(knots < x)`` exports as plain comparisons and a ReduceSum) -> x.
+
+Not in the graph, to do on the caller's side (docs/onnx.md): drawing the pattern (a
+categorical draw), the reference azimuth and the decoding of ``x`` into four-vectors
+(``Parameterisation.decode``: angles relative to the reference, masses, the repair of
+too-close jets) and the optional mirror augmentation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+__all__ = ["FlowSampler", "flow_spec"]
+
+
+class FlowSampler(torch.nn.Module):
+    """The flow from (pattern, base noise) to its physics parameters: traceable."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pattern: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        m = self.model
+        slot_types = m._slot_types(pattern)
+        x = m._inverse(m.context(slot_types, pattern), z)
+        return x * m.x_std + m.x_mean, slot_types.long()
+
+
+def _inputs(model: Any, n: int) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    pattern = model._require_fitted().sample(n, generator=gen).long()
+    return {"pattern": pattern, "z": torch.randn(n, model.layout.dim, generator=gen)}
+
+
+def flow_spec(model: Any) -> dict[str, Any]:
+    """What :func:`fastmc.workflows.export.export_onnx` needs to export ``model``."""
+    dim, slots = model.layout.dim, model.layout.n_slots
+    return {
+        "module": FlowSampler(model),
+        "inputs": {"pattern": ["B"], "z": ["B", dim]},
+        "outputs": {"x": ["B", dim], "slot_types": ["B", slots]},
+        "example": _inputs(model, 4),
+        "check_inputs": lambda spec, n: _inputs(model, n),
+        "not_exported": [
+            "pattern sampling (categorical draw over the model's patterns)",
+            "reference azimuth draw and Parameterisation.decode (x -> four-vectors, "
+            "jet-separation repair)",
+            "mirror augmentation (eta, phi) -> (-eta, -phi) of half the events",
+        ],
+        "meta": {"dim": dim, "slots": slots, "input_z": "standard-normal base noise",
+                 "input_pattern": "pattern index from the model's pattern distribution"},
+    }
