@@ -7,6 +7,7 @@ __all__ = [
     "CorruptStoreError",
     "EventFormatError",
     "FastMCError",
+    "GenerationError",
     "MissingExtraError",
     "ModelOutputError",
     "OutputError",
@@ -51,6 +52,10 @@ class EventFormatError(FastMCError, ValueError):
 
     def __reduce__(self):  # picklable across worker processes
         return (type(self), (self.path, self.line, self.field, self.expected, self.got))
+
+
+class GenerationError(FastMCError, RuntimeError):
+    """A generator cannot produce the events asked for (e.g. it rejects nearly all it draws)."""
 
 
 class StaleStoreError(FastMCError):

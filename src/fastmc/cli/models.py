@@ -359,6 +359,11 @@ def generate_cmd(
         msg += f"; part {part[0]}/{part[1]}: events {first:,} to {stop - 1:,} of {n:,}"
     if channel:
         msg += f"; {channel} rejected {100 * report.rejected_share:.1f}% of {report.attempted:,}"
+    if report.model_rejected_share:
+        msg += (
+            f"; the model rejected {100 * report.model_rejected_share:.1f}% of the events it drew "
+            "(jets closer than the jet radius; recorded in the file's metadata)"
+        )
     console.print(msg, highlight=False)
 
 

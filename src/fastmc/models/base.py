@@ -28,7 +28,8 @@ every registered model.  Models with a latent space add :class:`LatentVariableMi
 (latent priors, ``fit_prior``, the ``"truth"`` prior).  Optional hooks:
 :meth:`GenerativeModel.extra_tensors` / :meth:`GenerativeModel.load_extra_tensors` (tensors
 that are not parameters or buffers, saved with the weights) and
-:meth:`GenerativeModel.core_runner` (the bare network, timed by ``fastmc bench``).
+:meth:`GenerativeModel.core_runner` (the bare network, timed by ``fastmc bench``),
+:meth:`GenerativeModel.generation_stats` (events a model rejected inside ``sample``).
 """
 
 from __future__ import annotations
@@ -152,6 +153,13 @@ class GenerativeModel(torch.nn.Module):
         returns ``batch_size``; None (the default) if the model has no such core.
         """
         return None
+
+    def generation_stats(self) -> dict[str, int]:
+        """Cumulative counts of events the model drew and rejected inside :meth:`sample`
+        since it was built or loaded, e.g. ``{"drawn": 1200, "rejected": 200}``; empty (the
+        default) for a model that never rejects.  ``fastmc generate`` records the difference
+        over a run in the output's metadata and its report."""
+        return {}
 
     # -- helpers -----------------------------------------------------------------------
     @property

@@ -113,6 +113,7 @@ class GenerateReport:
     weight: float
     part: tuple[int, int] | None = None
     events: tuple[int, int] | None = None  # [start, stop) of the whole run in this part
+    model_rejected_share: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -359,6 +360,7 @@ def generate(
             **_seed_meta(n, seed, shard_size, part)}
     stats: dict[str, Any] = {}
     t0 = time.perf_counter()
+    before = model.generation_stats()
     with open_writer(out_path, meta=meta) as writer:
         for events in generate_events(
             model,
@@ -376,6 +378,8 @@ def generate(
             writer.write(events)
             if progress is not None:
                 progress(len(events))
+        rejection = _model_rejection(before, model.generation_stats())
+        writer.meta["model_rejection"] = rejection
     seconds = time.perf_counter() - t0
     attempted = int(stats.get("attempted", 0))
     return GenerateReport(
@@ -392,4 +396,21 @@ def generate(
         weight=meta["weight"],
         part=part,
         events=(first, stop),
+        model_rejected_share=rejection["rejected_share"],
     )
+
+
+def _model_rejection(before: dict[str, int], after: dict[str, int]) -> dict[str, Any]:
+    """Events the model drew and rejected inside ``sample`` during a run (see
+    :meth:`GenerativeModel.generation_stats`); ``rejected_share`` = rejected / drawn, 0 for a
+    model that never rejects."""
+    drawn = int(after.get("drawn", 0)) - int(before.get("drawn", 0))
+    rejected = int(after.get("rejected", 0)) - int(before.get("rejected", 0))
+    return {
+        "drawn": drawn,
+        "rejected": rejected,
+        "rejected_share": rejected / drawn if drawn else 0.0,
+        "reason": "jets closer than the jet radius (whole events rejected, none moved)"
+        if drawn
+        else None,
+    }

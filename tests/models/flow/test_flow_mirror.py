@@ -1,4 +1,4 @@
-"""The generation-time mirror of the flow: (eta, phi, METphi) -> (-eta, -phi, -METphi)."""
+"""The training-data mirror of the flow: (eta, phi, METphi) -> (-eta, -phi, -METphi)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import torch
 
 from fastmc.data.batch import RawBatch
-from fastmc.models.flow.model import _mirror_half
+from fastmc.models.flow.physics import mirror_events
 
 
 def _batch(n: int = 4000) -> RawBatch:
@@ -24,11 +24,12 @@ def _batch(n: int = 4000) -> RawBatch:
                     weight=torch.ones(n), process=torch.zeros(n, dtype=torch.long))
 
 
-def test_mirror_half_symmetrises_and_keeps_everything_else():
+def test_mirror_flips_exactly_the_chosen_events_and_keeps_everything_else():
     raw = _batch()
-    out = _mirror_half(raw, torch.Generator().manual_seed(0))
+    choose = torch.rand(len(raw), generator=torch.Generator().manual_seed(0)) < 0.5
+    out = mirror_events(raw, choose)
     flipped = out.p4[:, 1, 2] < 0
-    assert 0.45 < flipped.float().mean() < 0.55
+    assert torch.equal(flipped, choose)
     assert torch.equal(out.p4[..., :2], raw.p4[..., :2])  # E, pT untouched
     assert torch.equal(out.p4[..., 2].abs(), raw.p4[..., 2].abs())
     phi = out.p4[..., 3]
@@ -41,6 +42,6 @@ def test_mirror_half_symmetrises_and_keeps_everything_else():
         dphi = torch.remainder(p[:, 0, 3] - p[:, 1, 3] + math.pi, 2 * math.pi) - math.pi
         return torch.hypot(p[:, 0, 2] - p[:, 1, 2], dphi)
     torch.testing.assert_close(dr(out.p4), dr(raw.p4))
-    # deterministic for a seed
-    again = _mirror_half(raw, torch.Generator().manual_seed(0))
-    assert torch.equal(again.p4, out.p4)
+    # twice is the identity (phi = pi maps to pi, not -pi)
+    back = mirror_events(out, choose)
+    assert torch.equal(back.p4, raw.p4) and torch.equal(back.met_phi, raw.met_phi)

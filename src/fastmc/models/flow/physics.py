@@ -23,16 +23,19 @@ pi (1 + 1e-4)`` keeps the map finite at +-pi.
 
 By construction every decoded event has: pT above the group threshold and in descending order
 inside each group, ``|eta| < eta_max_g``, phi in (-pi, pi], ``E > pT cosh(eta)``, MET > 0.
-Jets closer than ``jet_radius`` in (eta, phi) are not produced: the decoder moves a later
-(softer) jet that falls inside the radius of an earlier one radially out to the radius
-(:func:`fastmc.models.flow.separation.separate_jets`).  That
-step is the identity on every event whose jets are already separated (all training events,
-since ``jet_radius`` is fitted below their smallest separation), so the round trip
-events -> parameters -> events is exact; for generated events it replaces rejection.
+Jet separation is not built in: :meth:`Parameterisation.decode` returns, with the events, a
+mask of the events whose jets are all at least ``jet_radius`` apart (in the float32 values
+written out), and the generator keeps only those (whole-event rejection, counted; nothing is
+moved).  Every training event passes (``jet_radius`` is fitted below their smallest
+separation), so the round trip events -> parameters -> events is exact.
 
-Exactness limits (float tolerance): ratios of equal pTs are stored as ``1 - 1e-6``, masses
-below ``1e-6`` relative as ``1e-6``, and values outside the fitted ranges (eta beyond
-``eta_max_g``, pT below ``t_g``) are clamped into them.
+The (eta, phi) -> (-eta, -phi) symmetry of pp collisions enters through the training data
+(:func:`mirror_events`), the azimuthal rotation through the parameterisation (``phi_ref``).
+
+Exactness limits (float tolerance, :class:`Parameterisation` fields): ratios of equal pTs are
+stored as ``1 - ratio_tolerance``, masses below ``mass_floor`` relative as ``mass_floor``, and
+values outside the fitted ranges (eta beyond ``eta_max_g``, pT below ``t_g``) are clamped into
+them.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from fastmc.data.batch import RawBatch
 from fastmc.errors import ConfigError
 from fastmc.events import GROUP_OF_TYPE
 from fastmc.kinematics import sort_dark_machines, wrap_angle
-from fastmc.models.flow.separation import separate_jets
+from fastmc.models.flow.separation import close_jet_pairs
 
 __all__ = [
     "FEATURES_PER_SLOT",
@@ -57,17 +60,15 @@ __all__ = [
     "Parameterisation",
     "SlotLayout",
     "fit_parameterisation",
+    "mirror_events",
     "sort_dark_machines",
 ]
 
 N_GROUPS = 4  # jets, electrons, muons, photons
 FEATURES_PER_SLOT = 4  # pT, eta, phi, mass parameters
 EVENT_FEATURES = 2  # log MET, MET phi
-RATIO_MAX = 1.0 - 1e-6
-MASS_FLOOR = 1e-6
-PHI_SCALE = math.pi * (1.0 + 1e-4)
-ETA_CLAMP = 1.0 - 1e-7
 _PI32_BELOW = float(np.nextafter(np.float32(np.pi), np.float32(0)))  # largest float32 < pi
+_TOLERANCES = ("ratio_tolerance", "mass_floor", "phi_margin", "eta_tolerance")
 _GROUP_OF_TYPE = torch.as_tensor(GROUP_OF_TYPE.astype(np.int64))
 
 
@@ -161,12 +162,24 @@ class Parameterisation:
     pt_threshold : GeV per group (jets, electrons, muons, photons), below every training pT
     eta_max : per group, above every training |eta|
     jet_radius : smallest allowed (eta, phi) distance between two jets
+    ratio_tolerance : pT ratios are stored as at most 1 - ratio_tolerance (1e-6)
+    mass_floor : smallest stored E / (pT cosh eta) - 1 (1e-6)
+    phi_margin : azimuths are scaled by pi (1 + phi_margin) before atanh (1e-4)
+    eta_tolerance : eta / eta_max is clamped to +-(1 - eta_tolerance) before atanh (1e-7)
     """
 
     layout: SlotLayout
     pt_threshold: tuple[float, float, float, float]
     eta_max: tuple[float, float, float, float]
     jet_radius: float
+    ratio_tolerance: float = 1e-6
+    mass_floor: float = 1e-6
+    phi_margin: float = 1e-4
+    eta_tolerance: float = 1e-7
+
+    @property
+    def phi_scale(self) -> float:
+        return math.pi * (1.0 + self.phi_margin)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable description (GeV)."""
@@ -175,6 +188,7 @@ class Parameterisation:
             "pt_threshold_gev": list(self.pt_threshold),
             "eta_max": list(self.eta_max),
             "jet_radius": self.jet_radius,
+            **{k: getattr(self, k) for k in _TOLERANCES},
         }
 
     @classmethod
@@ -184,6 +198,7 @@ class Parameterisation:
             pt_threshold=tuple(float(v) for v in data["pt_threshold_gev"]),  # type: ignore[arg-type]
             eta_max=tuple(float(v) for v in data["eta_max"]),  # type: ignore[arg-type]
             jet_radius=float(data["jet_radius"]),
+            **{k: float(data[k]) for k in _TOLERANCES if k in data},
         )
 
     # ------------------------------------------------------------------ forward
@@ -208,23 +223,24 @@ class Parameterisation:
         one = torch.ones_like(pt)
         above = torch.where(present, (pt - thr).clamp_min(1e-9), one)
         prev = torch.cat([one[:, :1], above[:, :-1]], dim=1)
-        ratio = (above / prev).clamp(1e-300, RATIO_MAX)
+        ratio = (above / prev).clamp(1e-300, 1.0 - self.ratio_tolerance)
         pt_par = torch.where(first, above.log(), ratio.log() - torch.log1p(-ratio))
-        eta_par = torch.atanh((eta / emax).clamp(-ETA_CLAMP, ETA_CLAMP))
+        clamp = 1.0 - self.eta_tolerance
+        eta_par = torch.atanh((eta / emax).clamp(-clamp, clamp))
         n_obj = present.sum(dim=1)
         met = raw.met.double().clamp_min(1e-3)
         met_phi = raw.met_phi.double()
         first_slot = torch.argmax(present.long(), dim=1)
         phi_ref = torch.where(n_obj > 0, phi.gather(1, first_slot[:, None])[:, 0], met_phi)
-        phi_par = torch.atanh(_wrap(phi - phi_ref[:, None] + math.pi) / PHI_SCALE)
+        phi_par = torch.atanh(_wrap(phi - phi_ref[:, None] + math.pi) / self.phi_scale)
         ratio_m = e / (pt.clamp_min(1e-9) * torch.cosh(eta)) - 1.0
-        mass_par = torch.log(ratio_m.clamp_min(MASS_FLOOR))
+        mass_par = torch.log(ratio_m.clamp_min(self.mass_floor))
         slot_x = torch.stack([pt_par, eta_par, phi_par, mass_par], dim=-1)
         slot_present = present[..., None].expand(-1, -1, FEATURES_PER_SLOT).clone()
         slot_present[torch.arange(len(first_slot), device=dev), first_slot, 2] = False
         slot_present[:, :, 2] &= present
         met_x = torch.stack(
-            [met.log(), torch.atanh(_wrap(met_phi - phi_ref + math.pi) / PHI_SCALE)], dim=-1
+            [met.log(), torch.atanh(_wrap(met_phi - phi_ref + math.pi) / self.phi_scale)], dim=-1
         )
         met_present = torch.stack([torch.ones_like(n_obj > 0), n_obj > 0], dim=-1)
         x = torch.cat([slot_x.flatten(1), met_x], dim=1)
@@ -257,13 +273,14 @@ class Parameterisation:
         phi_ref: torch.Tensor,
         *,
         max_objects: int,
-    ) -> tuple[RawBatch, dict[str, int]]:
+    ) -> tuple[RawBatch, torch.Tensor]:
         """Events from parameters: the exact inverse of :meth:`encode`.
 
         ``x`` float [B, D] (absent entries ignored, any value), ``slot_types`` int [B, S],
         ``phi_ref`` [B] radians (draw it uniformly in (-pi, pi] for new events).  Returns a
-        RawBatch (float32, GeV, width ``max_objects``, weight 1, process 0) and counts of the
-        repair step: ``{"jets_moved": ..., "jet_pairs_still_close": ...}``.
+        RawBatch (float32, GeV, width ``max_objects``, weight 1, process 0) and ``valid``
+        bool [B]: every pair of jets at least ``jet_radius`` apart (nothing is moved; callers
+        drop the invalid events).
         """
         lay = self.layout
         dev = x.device
@@ -286,15 +303,12 @@ class Parameterisation:
                 above[:, off : off + size] = torch.cumprod(factors[:, off : off + size], dim=1)
         pt = (above + thr).float()
         eta = (emax * torch.tanh(sx[..., 1])).float()
-        dphi = PHI_SCALE * torch.tanh(sx[..., 2])
+        dphi = self.phi_scale * torch.tanh(sx[..., 2])
         first_slot = torch.argmax(present.long(), dim=1)
         phi = _wrap(phi_ref.double()[:, None] + dphi - math.pi)
         is_first = torch.zeros_like(present)
         is_first[torch.arange(b, device=dev), first_slot] = True
         phi = torch.where(is_first, phi_ref.double()[:, None].expand_as(phi), phi)
-        phi, moved, close = separate_jets(
-            eta, phi, present, n_jets=lay.jets, radius=self.jet_radius, eta_max=self.eta_max[0]
-        )
         phi = phi.float().clamp(-_PI32_BELOW, _PI32_BELOW)
         ratio_m = sx[..., 3].clamp(max=30.0).exp()
         e64 = pt.double() * torch.cosh(eta.double()) * (1.0 + ratio_m)
@@ -305,7 +319,8 @@ class Parameterisation:
         types, p4 = lay.from_slots(slot_types, sp4, max_objects)
         has = present.any(dim=1)
         met = x[:, -2].clamp(max=30.0).exp()
-        met_phi = torch.where(has, _wrap(phi_ref.double() + PHI_SCALE * torch.tanh(x[:, -1]) - math.pi), phi_ref.double())
+        dmet = self.phi_scale * torch.tanh(x[:, -1])
+        met_phi = torch.where(has, _wrap(phi_ref.double() + dmet - math.pi), phi_ref.double())
         met_phi = met_phi.float().clamp(-_PI32_BELOW, _PI32_BELOW)
         raw = RawBatch(
             types=types,
@@ -315,7 +330,8 @@ class Parameterisation:
             weight=torch.ones(b, device=dev),
             process=torch.zeros(b, dtype=torch.long, device=dev),
         )
-        return raw, {"jets_moved": moved, "jet_pairs_still_close": close}
+        close = close_jet_pairs(eta, phi, present, n_jets=lay.jets, radius=self.jet_radius)
+        return raw, ~close.flatten(1).any(dim=1)
 
 
 def fit_parameterisation(
@@ -326,12 +342,16 @@ def fit_parameterisation(
     eta_margin: float = 1e-3,
     radius_margin: float = 1e-3,
     default_jet_radius: float = 0.4,
+    default_pt_threshold: float = 10.0,
+    default_eta_max: float = 2.5,
+    **tolerances: float,
 ) -> Parameterisation:
     """Fit thresholds from training events ``raw`` (GeV).
 
     ``t_g = (1 - pt_margin) * min pT`` of group g, ``eta_max_g = max|eta| + eta_margin``,
     ``jet_radius = min dR between two jets - radius_margin`` (``default_jet_radius`` when no
-    event has two jets).  Groups absent from the data get threshold 10 GeV and eta_max 2.5.
+    event has two jets).  Groups absent from the data get ``default_pt_threshold`` (GeV) and
+    ``default_eta_max``.  ``tolerances``: the tolerance fields of :class:`Parameterisation`.
     """
     types, p4 = sort_dark_machines(raw.types.long(), raw.p4)
     slot_types, sp4, _ = layout.to_slots(types, p4.double())
@@ -343,8 +363,8 @@ def fit_parameterisation(
             thr.append(float(sp4[..., 1][m].min()) * (1.0 - pt_margin))
             emax.append(float(sp4[..., 2][m].abs().max()) + eta_margin)
         else:
-            thr.append(10.0)
-            emax.append(2.5)
+            thr.append(default_pt_threshold)
+            emax.append(default_eta_max)
     radius = default_jet_radius
     nj = layout.jets
     if nj >= 2:
@@ -361,4 +381,18 @@ def fit_parameterisation(
         pt_threshold=tuple(thr),  # type: ignore[arg-type]
         eta_max=tuple(emax),  # type: ignore[arg-type]
         jet_radius=radius,
+        **tolerances,
     )
+
+
+def mirror_events(raw: RawBatch, flip: torch.Tensor) -> RawBatch:
+    """Events rotated by pi about the x axis, (eta, phi, MET phi) -> (-eta, -phi, -MET phi),
+    where ``flip`` (bool [B]) is set; the others unchanged.  An exact symmetry of pp
+    collisions (training-data augmentation).  pT, E, the order and every dR are unchanged;
+    phi stays in (-pi, pi]."""
+    sign = torch.where(flip, -1.0, 1.0).to(raw.p4.dtype)
+
+    p4 = raw.p4.clone()
+    p4[..., 2] = p4[..., 2] * sign[:, None] + 0.0  # + 0.0 turns -0.0 (padding) into 0.0
+    p4[..., 3] = wrap_angle(p4[..., 3] * sign[:, None] + 0.0)
+    return dataclasses.replace(raw, p4=p4, met_phi=wrap_angle(raw.met_phi * sign + 0.0))

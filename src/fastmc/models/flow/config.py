@@ -1,0 +1,114 @@
+"""Every setting of the structure-first flow (:class:`FlowConfig`), constants included."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from fastmc.config import check_config, setting
+from fastmc.events import DEFAULT_MAX_OBJECTS
+from fastmc.models.flow.physics import SlotLayout
+
+__all__ = ["FlowConfig"]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FlowConfig:
+    """Settings of the structure-first flow (saved in the model directory's config.json).
+
+    Network
+    -------
+    mode : str                "autoregressive" (default; best fidelity, slow sampling) or
+                              "coupling" (two passes per transform: the fast mode)
+    transforms : int          spline transforms in the flow (4)
+    hidden : int              width of each transform's hidden layers (128)
+    layers : int              hidden layers per transform (2)
+    bins : int                spline bins (8)
+    spline_bound : float      the splines act on [-bound, bound], identity outside (5.0)
+    spline_slope : float      minimum slope of the splines (1e-3)
+    embedding : int           size of the learned pattern embedding (16)
+    max_patterns : int        rows of the embedding table; the most frequent patterns get
+                              their own row, the rest share row 0 (256)
+
+    Slots and parameterisation (:mod:`fastmc.models.flow.physics`)
+    -----------------------------------------------------------------
+    max_jets, max_electrons, max_muons, max_photons : int
+                              object slots per group (12, 2, 2, 2); softer objects beyond
+                              them are dropped in training (fit_data warns with the share)
+    max_objects : int         K, width of generated events (19)
+    pt_margin : float         thresholds t_g = (1 - pt_margin) x the smallest training pT (0.005)
+    eta_margin : float        eta_max_g = largest training |eta| + eta_margin (1e-3)
+    radius_margin : float     jet radius = smallest training jet-jet dR - radius_margin (1e-3)
+    default_pt_threshold : float  GeV, for a group absent from the training data (10)
+    default_eta_max : float   for a group absent from the training data (2.5)
+    default_jet_radius : float    when no training event has two jets (0.4)
+    ratio_tolerance, mass_floor, phi_margin, eta_tolerance : float
+                              float tolerances of the parameterisation (1e-6, 1e-6, 1e-4, 1e-7;
+                              see :class:`~fastmc.models.flow.physics.Parameterisation`)
+
+    Symmetry and generation
+    -----------------------
+    augment : bool            training-data augmentation: each training event is rotated by
+                              pi about the x axis, (eta, phi) -> (-eta, -phi), with
+                              probability 1/2 (an exact symmetry of pp collisions) (True)
+    max_draw_factor : float   rejection gives up (error) after drawing this many times the
+                              requested events (+1000) without enough events whose jets are
+                              all separated by the jet radius (20)
+    sample_chunk : int        events per chunk of the flow inverse in sampling (keeps the
+                              spline arithmetic in the CPU caches) (1024)
+    sample_precision : str    "float32" (default) or "bfloat16": matrix products of the
+                              sampling network in bfloat16 (several times faster on CPUs with
+                              AVX-512 BF16; the splines stay float32; the sample comes from a
+                              slightly perturbed flow, see docs/results.md)
+    """
+
+    mode: Literal["autoregressive", "coupling"] = "autoregressive"
+    transforms: int = setting(4, ge=1)
+    hidden: int = setting(128, ge=1)
+    layers: int = setting(2, ge=1)
+    bins: int = setting(8, ge=2)
+    spline_bound: float = setting(5.0, gt=0)
+    spline_slope: float = setting(1e-3, gt=0, lt=1)
+    embedding: int = setting(16, ge=1)
+    max_patterns: int = setting(256, ge=1)
+    max_jets: int = setting(12, ge=0)
+    max_electrons: int = setting(2, ge=0)
+    max_muons: int = setting(2, ge=0)
+    max_photons: int = setting(2, ge=0)
+    max_objects: int = setting(DEFAULT_MAX_OBJECTS, ge=1)
+    pt_margin: float = setting(0.005, ge=0, lt=1)
+    eta_margin: float = setting(1e-3, ge=0)
+    radius_margin: float = setting(1e-3, ge=0)
+    default_pt_threshold: float = setting(10.0, ge=0)
+    default_eta_max: float = setting(2.5, gt=0)
+    default_jet_radius: float = setting(0.4, ge=0)
+    ratio_tolerance: float = setting(1e-6, gt=0, lt=1)
+    mass_floor: float = setting(1e-6, gt=0)
+    phi_margin: float = setting(1e-4, gt=0)
+    eta_tolerance: float = setting(1e-7, gt=0, lt=1)
+    augment: bool = True
+    max_draw_factor: float = setting(20.0, ge=1)
+    sample_chunk: int = setting(1024, ge=1)
+    sample_precision: Literal["float32", "bfloat16"] = "float32"
+
+    def __post_init__(self) -> None:
+        check_config(self)
+
+    @property
+    def layout(self) -> SlotLayout:
+        return SlotLayout(
+            jets=self.max_jets,
+            electrons=self.max_electrons,
+            muons=self.max_muons,
+            photons=self.max_photons,
+        )
+
+    @property
+    def tolerances(self) -> dict[str, float]:
+        """The float tolerances of the parameterisation, as keyword arguments."""
+        return {
+            "ratio_tolerance": self.ratio_tolerance,
+            "mass_floor": self.mass_floor,
+            "phi_margin": self.phi_margin,
+            "eta_tolerance": self.eta_tolerance,
+        }
