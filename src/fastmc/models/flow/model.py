@@ -16,7 +16,7 @@ Generation runs in two steps:
    never models padding.  A global azimuthal rotation is drawn uniformly per event.
 
 No post-hoc repair: an event whose jets are not all separated by the fitted jet radius is
-rejected whole and drawn again; :meth:`FlowModel.generation_stats` counts drawn and rejected
+rejected whole and its kinematics drawn again for the same pattern; :meth:`FlowModel.generation_stats` counts drawn and rejected
 events (``fastmc generate`` writes them into the output's metadata).  pT thresholds, |eta|
 ranges, phi ranges, E >= pT cosh(eta) and the Dark Machines order hold by construction.  The
 (eta, phi) -> (-eta, -phi) symmetry enters as training-data augmentation only.
@@ -238,39 +238,39 @@ class FlowModel(GenerativeModel):
     ) -> RawBatch:
         """``n`` events (RawBatch on the model's device, GeV) from the standard-normal base.
 
-        Events whose jets are not all separated by the jet radius are rejected whole and drawn
-        again (counted in :meth:`generation_stats`).  Raises :class:`GenerationError` when
-        more than ``max_draw_factor`` x n (+1000) draws do not give ``n`` events.
+        The pattern of each event is drawn once; an event whose jets are not all separated by
+        the jet radius is rejected whole (its kinematics, nothing is moved) and its kinematics
+        drawn again for the same pattern, so the pattern distribution stays exact (rejecting
+        the pattern too would favour patterns with few jets).  Drawn and rejected events are
+        counted in :meth:`generation_stats`.  Raises :class:`GenerationError` when more than
+        ``max_draw_factor`` x n (+1000) draws do not give ``n`` events.
         """
         proc = self.process_index(condition)
-        self._require_fitted()
+        pats = self._require_fitted()
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         dev = self.device
         was_training = self.training
         self.eval()
         try:
-            parts, have, drawn = [], 0, 0
-            limit = self.config.max_draw_factor * n + 1000
-            while have < n:
-                rate = have / drawn if drawn else 1.0
-                m = min(math.ceil((n - have) / max(rate, 0.05) * 1.05) + 8, 4 * n + 64)
-                raw, valid = self._draw(m, generator)
-                drawn += m
-                have += int(valid.sum())
-                parts.append([getattr(raw, f)[valid] for f in _RAW_FIELDS])
-                if have < n and drawn >= limit:
-                    self._count(drawn, have)
+            index = pats.sample(n, generator=generator).to(dev)
+            out, valid = self._draw(index, generator)
+            drawn, limit = n, self.config.max_draw_factor * n + 1000
+            todo = (~valid).nonzero()[:, 0]
+            while len(todo):
+                if drawn >= limit:
+                    self._count(drawn, n - len(todo))
                     raise GenerationError(
-                        f"only {have} of {drawn} drawn events have every jet pair at least the "
-                        f"jet radius ({float(self.jet_radius):.3f}) apart; the flow is not "
-                        "trained enough. Train longer (or on more events)."
+                        f"{len(todo)} of {n} events still have a pair of jets closer than the "
+                        f"jet radius ({float(self.jet_radius):.3f}) after {drawn} draws; the "
+                        "flow is not trained enough. Train longer (or on more events)."
                     )
-            self._count(drawn, have)
-            if not parts:  # n == 0
-                parts.append([getattr(self._draw(0, generator)[0], f) for f in _RAW_FIELDS])
-            fields = {f: torch.cat([p[i] for p in parts])[:n] for i, f in enumerate(_RAW_FIELDS)}
-            out = RawBatch(**fields)
+                again, ok = self._draw(index[todo], generator)
+                drawn += len(todo)
+                for f in _RAW_FIELDS:
+                    getattr(out, f)[todo[ok]] = getattr(again, f)[ok]
+                todo = todo[~ok]
+            self._count(drawn, n)
             out.process = torch.full((n,), proc, dtype=torch.long, device=dev)
             return out
         finally:
@@ -285,11 +285,13 @@ class FlowModel(GenerativeModel):
         call of this model object so far: ``{"drawn": ..., "rejected": ...}``."""
         return {"drawn": self._drawn, "rejected": self._rejected}
 
-    def _draw(self, m: int, generator: torch.Generator | None) -> tuple[RawBatch, torch.Tensor]:
-        """``m`` decoded events (before rejection) and their validity mask bool [m]."""
-        pats = self._require_fitted()
+    def _draw(
+        self, index: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[RawBatch, torch.Tensor]:
+        """Decoded events (before rejection) of patterns ``index`` int [m] and their validity
+        mask bool [m] (every pair of jets at least the jet radius apart)."""
         dev = self.device
-        index = pats.sample(m, generator=generator).to(dev)
+        m = len(index)
         slot_types = self._slot_types(index)
         ctx = self.context(slot_types, index)
         z = torch.randn(m, self.layout.dim, generator=generator, device=dev)
