@@ -10,8 +10,10 @@ One run measures, on every requested device (CPU, and the GPU when one is presen
   temporary folder, deleted afterwards);
 
 and, when the simulation module is installed and the process is in its catalogue, the events
-per second of :func:`fastmc.simulate.simulate` (Pythia 8 + FastJet + detector, one job) for
-the same process, with the ratio of generation (to memory, batch 10 000, CPU) to simulation.
+per second of :func:`fastmc.simulate.simulate` (Pythia 8 + FastJet + detector) for the same
+process, run with as many worker processes as generation has torch threads (so both use the
+same number of cores; the result says so), with the ratio of generation (to memory, batch
+10 000, CPU) to simulation.
 Timings are wall-clock on whatever else the machine is doing (the load average is recorded).
 """
 
@@ -75,10 +77,10 @@ def _machine() -> dict[str, Any]:
     return info
 
 
-def time_simulation(process: str, n_events: int, *, seed: int = 0) -> dict[str, Any]:
-    """Events/s of :func:`fastmc.simulate.simulate` (one job) for ``process``.
+def time_simulation(process: str, n_events: int, *, seed: int = 0, jobs: int = 1) -> dict[str, Any]:
+    """Events/s of :func:`fastmc.simulate.simulate` with ``jobs`` worker processes.
 
-    Returns ``{"process", "events", "seconds", "events_per_s"}`` or ``{"process",
+    Returns ``{"process", "jobs", "events", "seconds", "events_per_s"}`` or ``{"process",
     "not_measured": reason}`` when the simulation extra or the process is not available.
     """
     try:
@@ -93,11 +95,11 @@ def time_simulation(process: str, n_events: int, *, seed: int = 0) -> dict[str, 
         }
     try:
         t0 = time.perf_counter()
-        n = sum(len(ev) for ev in simulate(process, n_events, seed=seed, jobs=1))
+        n = sum(len(ev) for ev in simulate(process, n_events, seed=seed, jobs=jobs))
         dt = time.perf_counter() - t0
     except ImportError as exc:
         return {"process": process, "not_measured": f"simulation extra not installed ({exc})"}
-    return {"process": process, "events": n, "seconds": dt, "events_per_s": n / dt}
+    return {"process": process, "jobs": jobs, "events": n, "seconds": dt, "events_per_s": n / dt}
 
 
 def _bench_model(
@@ -196,7 +198,8 @@ def run_bench(
     sim: dict[str, Any] | None = None
     ratio = None
     if simulate:
-        sim = time_simulation(sim_process or pname, sim_events, seed=seed)
+        # as many simulation processes as generation has threads: the same number of cores
+        sim = time_simulation(sim_process or pname, sim_events, seed=seed, jobs=torch.get_num_threads())
         if "events_per_s" in sim:
             ref = [r for r in rows if r["device"] == "cpu" and r["target"] == "memory" and r["batch_size"] == max(batch_sizes)]
             if ref:
@@ -237,11 +240,13 @@ def format_markdown(result: dict[str, Any]) -> str:
     sim = result.get("simulation")
     if sim and "events_per_s" in sim:
         lines.append(
-            f"| cpu | fastmc simulate ({sim['process']}, 1 job) | - | {sim['events']:,} | "
+            f"| cpu | fastmc simulate ({sim['process']}, {sim.get('jobs', 1)} processes) | - | {sim['events']:,} | "
             f"{sim['seconds']:.2f} | {sim['events_per_s']:,.1f} |"
         )
     if result.get("ratio_generation_to_simulation") is not None:
-        lines += ["", f"generation (memory, largest batch, CPU) / simulation = "
+        jobs = (sim or {}).get("jobs", 1)
+        lines += ["", f"generation (memory, largest batch, CPU, {mach['torch_threads']} torch threads) / "
+                  f"simulation ({jobs} processes: the same number of cores) = "
                   f"{result['ratio_generation_to_simulation']:,.0f}x"]
     for note in result.get("not_measured", []):
         lines.append(f"not measured: {note}")
