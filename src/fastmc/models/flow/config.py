@@ -50,7 +50,12 @@ class FlowConfig:
     -----------------------
     augment : bool            training-data augmentation: each training event is rotated by
                               pi about the x axis, (eta, phi) -> (-eta, -phi), with
-                              probability 1/2 (an exact symmetry of pp collisions) (True)
+                              probability 1/2 (an exact symmetry of pp collisions) (True;
+                              ignored with canonical_eta_sign)
+    canonical_eta_sign : bool the same symmetry built into the parameterisation instead: events
+                              are stored with their first object at eta >= 0 and generation
+                              draws the orientation uniformly, so generated events are exactly
+                              symmetric (False; one mechanism at a time)
     max_draw_factor : float   rejection gives up (error) after drawing this many times the
                               requested events (+1000) without enough events whose jets are
                               all separated by the jet radius (20)
@@ -87,6 +92,7 @@ class FlowConfig:
     phi_margin: float = setting(1e-4, gt=0)
     eta_tolerance: float = setting(1e-7, gt=0, lt=1)
     augment: bool = True
+    canonical_eta_sign: bool = False
     max_draw_factor: float = setting(20.0, ge=1)
     sample_chunk: int = setting(1024, ge=1)
     sample_precision: Literal["float32", "bfloat16"] = "float32"
@@ -104,11 +110,12 @@ class FlowConfig:
         )
 
     @property
-    def tolerances(self) -> dict[str, float]:
-        """The float tolerances of the parameterisation, as keyword arguments."""
+    def tolerances(self) -> dict[str, float | bool]:
+        """The tolerances and options of the parameterisation, as keyword arguments."""
         return {
             "ratio_tolerance": self.ratio_tolerance,
             "mass_floor": self.mass_floor,
             "phi_margin": self.phi_margin,
             "eta_tolerance": self.eta_tolerance,
+            "canonical_eta_sign": self.canonical_eta_sign,
         }

@@ -19,7 +19,9 @@ No post-hoc repair: an event whose jets are not all separated by the fitted jet 
 rejected whole and its kinematics drawn again for the same pattern; :meth:`FlowModel.generation_stats` counts drawn and rejected
 events (``fastmc generate`` writes them into the output's metadata).  pT thresholds, |eta|
 ranges, phi ranges, E >= pT cosh(eta) and the Dark Machines order hold by construction.  The
-(eta, phi) -> (-eta, -phi) symmetry enters as training-data augmentation only.
+(eta, phi) -> (-eta, -phi) symmetry enters once: as training-data augmentation (``augment``,
+the default) or, with ``canonical_eta_sign``, through the parameterisation (the orientation of
+each generated event drawn uniformly).
 
 Modes (recorded in the model directory's ``config.json``):
 
@@ -206,11 +208,11 @@ class FlowModel(GenerativeModel):
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Mean negative log-likelihood per event of the standardised parameters (nats).
 
-        With ``augment`` (in training mode), each event is mirrored (eta, phi) -> (-eta, -phi)
-        with probability 1/2 before encoding.
+        With ``augment`` (in training mode, without ``canonical_eta_sign``), each event is
+        mirrored (eta, phi) -> (-eta, -phi) with probability 1/2 before encoding.
         """
         pats = self._require_fitted()
-        if self.config.augment and self.training:
+        if self.config.augment and self.training and not self.config.canonical_eta_sign:
             flip = torch.rand(len(raw), generator=generator, device=raw.device) < 0.5
             raw = mirror_events(raw, flip)
         enc = self.parameterisation.encode(raw)
@@ -298,10 +300,14 @@ class FlowModel(GenerativeModel):
         phi_ref = math.pi - 2 * math.pi * torch.rand(
             m, generator=generator, device=dev, dtype=torch.float64
         )
+        sign = None
+        if self.config.canonical_eta_sign:
+            u = torch.rand(m, generator=generator, device=dev, dtype=torch.float64)
+            sign = torch.where(u < 0.5, -1.0, 1.0).to(torch.float64)
         x = self._inverse(ctx, z) if m else z
         x = x * self.x_std + self.x_mean
         return self.parameterisation.decode(
-            x, slot_types, phi_ref, max_objects=self.config.max_objects
+            x, slot_types, phi_ref, max_objects=self.config.max_objects, eta_sign=sign
         )
 
     def _inverse(self, context: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

@@ -68,7 +68,7 @@ N_GROUPS = 4  # jets, electrons, muons, photons
 FEATURES_PER_SLOT = 4  # pT, eta, phi, mass parameters
 EVENT_FEATURES = 2  # log MET, MET phi
 _PI32_BELOW = float(np.nextafter(np.float32(np.pi), np.float32(0)))  # largest float32 < pi
-_TOLERANCES = ("ratio_tolerance", "mass_floor", "phi_margin", "eta_tolerance")
+_TOLERANCES = ("ratio_tolerance", "mass_floor", "phi_margin", "eta_tolerance", "canonical_eta_sign")
 _GROUP_OF_TYPE = torch.as_tensor(GROUP_OF_TYPE.astype(np.int64))
 
 
@@ -166,6 +166,10 @@ class Parameterisation:
     mass_floor : smallest stored E / (pT cosh eta) - 1 (1e-6)
     phi_margin : azimuths are scaled by pi (1 + phi_margin) before atanh (1e-4)
     eta_tolerance : eta / eta_max is clamped to +-(1 - eta_tolerance) before atanh (1e-7)
+    canonical_eta_sign : the (eta, phi) -> (-eta, -phi) symmetry in the parameterisation:
+        every event is stored in the orientation where its first object has eta >= 0 (all
+        angle parameters times the sign s of that eta, the first eta as log of its atanh
+        parameter) and decoding takes s as an input, drawn uniformly for new events (False)
     """
 
     layout: SlotLayout
@@ -176,6 +180,7 @@ class Parameterisation:
     mass_floor: float = 1e-6
     phi_margin: float = 1e-4
     eta_tolerance: float = 1e-7
+    canonical_eta_sign: bool = False
 
     @property
     def phi_scale(self) -> float:
@@ -198,7 +203,7 @@ class Parameterisation:
             pt_threshold=tuple(float(v) for v in data["pt_threshold_gev"]),  # type: ignore[arg-type]
             eta_max=tuple(float(v) for v in data["eta_max"]),  # type: ignore[arg-type]
             jet_radius=float(data["jet_radius"]),
-            **{k: float(data[k]) for k in _TOLERANCES if k in data},
+            **{k: type(getattr(cls, k))(data[k]) for k in _TOLERANCES if k in data},
         )
 
     # ------------------------------------------------------------------ forward
@@ -245,8 +250,14 @@ class Parameterisation:
         met_present = torch.stack([torch.ones_like(n_obj > 0), n_obj > 0], dim=-1)
         x = torch.cat([slot_x.flatten(1), met_x], dim=1)
         pres = torch.cat([slot_present.flatten(1), met_present], dim=1)
+        sign = torch.ones_like(met)
+        if self.canonical_eta_sign:
+            eta_first = eta.gather(1, first_slot[:, None])[:, 0]
+            sign = torch.where((n_obj > 0) & (eta_first < 0), -1.0, 1.0).to(x.dtype)
+            x = self._orient(x, sign, first_slot, n_obj > 0, forward=True)
         x = torch.where(pres, x, torch.zeros_like(x))
         return {
+            "eta_sign": sign,
             "x": x,
             "present": pres,
             "slot_types": slot_types,
@@ -265,6 +276,36 @@ class Parameterisation:
         met_present = torch.stack([torch.ones_like(has), has], dim=-1)
         return torch.cat([slot_present.flatten(1), met_present], dim=1)
 
+    def _orient(
+        self,
+        x: torch.Tensor,
+        sign: torch.Tensor,
+        first_slot: torch.Tensor,
+        has: torch.Tensor,
+        *,
+        forward: bool,
+    ) -> torch.Tensor:
+        """Canonical orientation (``forward``) or back: angle parameters [B, D] times ``sign``
+        [B]; the first object's eta parameter a = atanh(|eta| / eta_max) >= 0 stored as
+        log(a) (a below ``eta_tolerance`` as ``eta_tolerance``)."""
+        s = self.layout.n_slots
+        cols = torch.zeros(x.shape[1], dtype=torch.bool, device=x.device)
+        cols[1 : FEATURES_PER_SLOT * s : FEATURES_PER_SLOT] = True
+        cols[2 : FEATURES_PER_SLOT * s : FEATURES_PER_SLOT] = True
+        cols[FEATURES_PER_SLOT * s + 1] = True
+        rows = torch.arange(x.shape[0], device=x.device)
+        col = FEATURES_PER_SLOT * first_slot + 1
+        x = x.clone()
+        if forward:
+            x = torch.where(cols, x * sign[:, None], x)
+            a = x[rows, col]
+            x[rows, col] = torch.where(has, a.clamp_min(self.eta_tolerance).log(), a)
+        else:
+            v = x[rows, col]
+            x[rows, col] = torch.where(has, v.clamp(max=30.0).exp(), v)
+            x = torch.where(cols, x * sign[:, None], x)
+        return x
+
     # ------------------------------------------------------------------ inverse
     def decode(
         self,
@@ -273,11 +314,13 @@ class Parameterisation:
         phi_ref: torch.Tensor,
         *,
         max_objects: int,
+        eta_sign: torch.Tensor | None = None,
     ) -> tuple[RawBatch, torch.Tensor]:
         """Events from parameters: the exact inverse of :meth:`encode`.
 
         ``x`` float [B, D] (absent entries ignored, any value), ``slot_types`` int [B, S],
-        ``phi_ref`` [B] radians (draw it uniformly in (-pi, pi] for new events).  Returns a
+        ``phi_ref`` [B] radians (draw it uniformly in (-pi, pi] for new events), ``eta_sign``
+        [B] of +-1 (with ``canonical_eta_sign`` only: draw it uniformly for new events).  Returns a
         RawBatch (float32, GeV, width ``max_objects``, weight 1, process 0) and ``valid``
         bool [B]: every pair of jets at least ``jet_radius`` apart (nothing is moved; callers
         drop the invalid events).
@@ -287,6 +330,11 @@ class Parameterisation:
         x = x.double()
         b, s = slot_types.shape
         present = slot_types > 0
+        if self.canonical_eta_sign:
+            if eta_sign is None:
+                raise ValueError("canonical_eta_sign: decode needs eta_sign (+-1 per event)")
+            first = torch.argmax(present.long(), dim=1)
+            x = self._orient(x, eta_sign.double(), first, present.any(dim=1), forward=False)
         sx = x[:, : FEATURES_PER_SLOT * s].reshape(b, s, FEATURES_PER_SLOT)
         group = lay.slot_group().to(dev)
         thr = torch.tensor(self.pt_threshold, dtype=torch.float64, device=dev)[group]
