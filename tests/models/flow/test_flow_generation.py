@@ -135,7 +135,7 @@ def test_bfloat16_sampling_is_close_to_float32(real_events: Events) -> None:
 def test_mirror_in_the_parameterisation_is_exact(real_events: Events) -> None:
     """canonical_eta_sign: mirrored events have the same parameters, the round trip is exact,
     and generated events come in both orientations with equal probability."""
-    from fastmc.models.flow.physics import mirror_events
+    from fastmc.models.flow.symmetry import mirror_events
 
     raw = RawBatch.from_events(real_events)
     torch.manual_seed(0)

@@ -7,7 +7,7 @@ import math
 import torch
 
 from fastmc.data.batch import RawBatch
-from fastmc.models.flow.physics import mirror_events
+from fastmc.models.flow.symmetry import mirror_events
 
 
 def _batch(n: int = 4000) -> RawBatch:

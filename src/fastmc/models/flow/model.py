@@ -53,9 +53,9 @@ from fastmc.models.flow.physics import (
     FEATURES_PER_SLOT,
     Parameterisation,
     fit_parameterisation,
-    mirror_events,
 )
 from fastmc.models.flow.structure import PatternDistribution
+from fastmc.models.flow.symmetry import mirror_events
 
 __all__ = ["FlowConfig", "FlowModel"]
 

@@ -30,7 +30,9 @@ moved).  Every training event passes (``jet_radius`` is fitted below their small
 separation), so the round trip events -> parameters -> events is exact.
 
 The (eta, phi) -> (-eta, -phi) symmetry of pp collisions enters through the training data
-(:func:`mirror_events`), the azimuthal rotation through the parameterisation (``phi_ref``).
+(:func:`fastmc.models.flow.symmetry.mirror_events`) or the parameterisation
+(``canonical_eta_sign``, :mod:`fastmc.models.flow.symmetry`); the azimuthal rotation through
+the parameterisation (``phi_ref``).
 
 Exactness limits (float tolerance, :class:`Parameterisation` fields): ratios of equal pTs are
 stored as ``1 - ratio_tolerance``, masses below ``mass_floor`` relative as ``mass_floor``, and
@@ -53,6 +55,7 @@ from fastmc.errors import ConfigError
 from fastmc.events import GROUP_OF_TYPE
 from fastmc.kinematics import sort_dark_machines, wrap_angle
 from fastmc.models.flow.separation import close_jet_pairs
+from fastmc.models.flow.symmetry import FEATURES_PER_SLOT, orient
 
 __all__ = [
     "FEATURES_PER_SLOT",
@@ -60,12 +63,10 @@ __all__ = [
     "Parameterisation",
     "SlotLayout",
     "fit_parameterisation",
-    "mirror_events",
     "sort_dark_machines",
 ]
 
 N_GROUPS = 4  # jets, electrons, muons, photons
-FEATURES_PER_SLOT = 4  # pT, eta, phi, mass parameters
 EVENT_FEATURES = 2  # log MET, MET phi
 _PI32_BELOW = float(np.nextafter(np.float32(np.pi), np.float32(0)))  # largest float32 < pi
 _TOLERANCES = ("ratio_tolerance", "mass_floor", "phi_margin", "eta_tolerance", "canonical_eta_sign")
@@ -254,7 +255,7 @@ class Parameterisation:
         if self.canonical_eta_sign:
             eta_first = eta.gather(1, first_slot[:, None])[:, 0]
             sign = torch.where((n_obj > 0) & (eta_first < 0), -1.0, 1.0).to(x.dtype)
-            x = self._orient(x, sign, first_slot, n_obj > 0, forward=True)
+            x = orient(x, sign, first_slot, n_obj > 0, n_slots=lay.n_slots, eta_tolerance=self.eta_tolerance, forward=True)
         x = torch.where(pres, x, torch.zeros_like(x))
         return {
             "eta_sign": sign,
@@ -275,36 +276,6 @@ class Parameterisation:
         has = present.any(dim=1)
         met_present = torch.stack([torch.ones_like(has), has], dim=-1)
         return torch.cat([slot_present.flatten(1), met_present], dim=1)
-
-    def _orient(
-        self,
-        x: torch.Tensor,
-        sign: torch.Tensor,
-        first_slot: torch.Tensor,
-        has: torch.Tensor,
-        *,
-        forward: bool,
-    ) -> torch.Tensor:
-        """Canonical orientation (``forward``) or back: angle parameters [B, D] times ``sign``
-        [B]; the first object's eta parameter a = atanh(|eta| / eta_max) >= 0 stored as
-        log(a) (a below ``eta_tolerance`` as ``eta_tolerance``)."""
-        s = self.layout.n_slots
-        cols = torch.zeros(x.shape[1], dtype=torch.bool, device=x.device)
-        cols[1 : FEATURES_PER_SLOT * s : FEATURES_PER_SLOT] = True
-        cols[2 : FEATURES_PER_SLOT * s : FEATURES_PER_SLOT] = True
-        cols[FEATURES_PER_SLOT * s + 1] = True
-        rows = torch.arange(x.shape[0], device=x.device)
-        col = FEATURES_PER_SLOT * first_slot + 1
-        x = x.clone()
-        if forward:
-            x = torch.where(cols, x * sign[:, None], x)
-            a = x[rows, col]
-            x[rows, col] = torch.where(has, a.clamp_min(self.eta_tolerance).log(), a)
-        else:
-            v = x[rows, col]
-            x[rows, col] = torch.where(has, v.clamp(max=30.0).exp(), v)
-            x = torch.where(cols, x * sign[:, None], x)
-        return x
 
     # ------------------------------------------------------------------ inverse
     def decode(
@@ -334,7 +305,10 @@ class Parameterisation:
             if eta_sign is None:
                 raise ValueError("canonical_eta_sign: decode needs eta_sign (+-1 per event)")
             first = torch.argmax(present.long(), dim=1)
-            x = self._orient(x, eta_sign.double(), first, present.any(dim=1), forward=False)
+            x = orient(
+                x, eta_sign.double(), first, present.any(dim=1),
+                n_slots=lay.n_slots, eta_tolerance=self.eta_tolerance, forward=False,
+            )
         sx = x[:, : FEATURES_PER_SLOT * s].reshape(b, s, FEATURES_PER_SLOT)
         group = lay.slot_group().to(dev)
         thr = torch.tensor(self.pt_threshold, dtype=torch.float64, device=dev)[group]
@@ -431,16 +405,3 @@ def fit_parameterisation(
         jet_radius=radius,
         **tolerances,
     )
-
-
-def mirror_events(raw: RawBatch, flip: torch.Tensor) -> RawBatch:
-    """Events rotated by pi about the x axis, (eta, phi, MET phi) -> (-eta, -phi, -MET phi),
-    where ``flip`` (bool [B]) is set; the others unchanged.  An exact symmetry of pp
-    collisions (training-data augmentation).  pT, E, the order and every dR are unchanged;
-    phi stays in (-pi, pi]."""
-    sign = torch.where(flip, -1.0, 1.0).to(raw.p4.dtype)
-
-    p4 = raw.p4.clone()
-    p4[..., 2] = p4[..., 2] * sign[:, None] + 0.0  # + 0.0 turns -0.0 (padding) into 0.0
-    p4[..., 3] = wrap_angle(p4[..., 3] * sign[:, None] + 0.0)
-    return dataclasses.replace(raw, p4=p4, met_phi=wrap_angle(raw.met_phi * sign + 0.0))

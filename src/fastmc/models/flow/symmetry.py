@@ -1,0 +1,68 @@
+"""The (eta, phi) -> (-eta, -phi) symmetry of pp collisions (a rotation by pi about the x axis).
+
+One mechanism per model (:class:`~fastmc.models.flow.config.FlowConfig`):
+
+- training-data augmentation: :func:`mirror_events` flips a random half of each training batch;
+- in the parameterisation (``canonical_eta_sign``): :func:`orient` stores every event in the
+  orientation where its first object has eta >= 0 (the eta and phi parameters and the MET phi
+  parameter times the sign s of that eta; the first object's eta parameter a = atanh(|eta| /
+  eta_max) >= 0 as log a), and generation draws s uniformly, so generated samples are exactly
+  symmetric.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from fastmc.data.batch import RawBatch
+from fastmc.kinematics import wrap_angle
+
+__all__ = ["FEATURES_PER_SLOT", "mirror_events", "orient"]
+
+FEATURES_PER_SLOT = 4  # pT, eta, phi, mass parameters per slot (physics.py uses this one)
+
+
+def mirror_events(raw: RawBatch, flip: torch.Tensor) -> RawBatch:
+    """Events rotated by pi about the x axis, (eta, phi, MET phi) -> (-eta, -phi, -MET phi),
+    where ``flip`` (bool [B]) is set; the others unchanged.  An exact symmetry of pp
+    collisions (training-data augmentation).  pT, E, the order and every dR are unchanged;
+    phi stays in (-pi, pi]."""
+    sign = torch.where(flip, -1.0, 1.0).to(raw.p4.dtype)
+
+    p4 = raw.p4.clone()
+    p4[..., 2] = p4[..., 2] * sign[:, None] + 0.0  # + 0.0 turns -0.0 (padding) into 0.0
+    p4[..., 3] = wrap_angle(p4[..., 3] * sign[:, None] + 0.0)
+    return dataclasses.replace(raw, p4=p4, met_phi=wrap_angle(raw.met_phi * sign + 0.0))
+
+
+def orient(
+    x: torch.Tensor,
+    sign: torch.Tensor,
+    first_slot: torch.Tensor,
+    has: torch.Tensor,
+    *,
+    n_slots: int,
+    eta_tolerance: float,
+    forward: bool,
+) -> torch.Tensor:
+    """The canonical orientation of slot parameters (``forward``) or back (see the module
+    docstring).  ``x`` [B, 4 S + 2], ``sign`` [B] of +-1, ``first_slot`` int [B] (slot of the
+    first object), ``has`` bool [B] (the event has an object)."""
+    cols = torch.zeros(x.shape[1], dtype=torch.bool, device=x.device)
+    cols[1 : FEATURES_PER_SLOT * n_slots : FEATURES_PER_SLOT] = True
+    cols[2 : FEATURES_PER_SLOT * n_slots : FEATURES_PER_SLOT] = True
+    cols[FEATURES_PER_SLOT * n_slots + 1] = True
+    rows = torch.arange(x.shape[0], device=x.device)
+    col = FEATURES_PER_SLOT * first_slot + 1
+    x = x.clone()
+    if forward:
+        x = torch.where(cols, x * sign[:, None], x)
+        a = x[rows, col]
+        x[rows, col] = torch.where(has, a.clamp_min(eta_tolerance).log(), a)
+    else:
+        v = x[rows, col]
+        x[rows, col] = torch.where(has, v.clamp(max=30.0).exp(), v)
+        x = torch.where(cols, x * sign[:, None], x)
+    return x
