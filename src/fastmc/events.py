@@ -25,7 +25,9 @@ __all__ = [
     "GROUP_OF_TYPE",
     "PAD",
     "TYPE_CODES",
+    "TYPE_LEGEND",
     "TYPE_NAMES",
+    "UNITS",
     "Events",
 ]
 
@@ -35,6 +37,14 @@ PAD = 0
 TYPE_NAMES: tuple[str, ...] = ("", "j", "b", "e-", "e+", "m-", "m+", "g")
 #: Dark Machines name -> type code.
 TYPE_CODES: dict[str, int] = {name: code for code, name in enumerate(TYPE_NAMES) if name}
+#: Type code -> name as written in file metadata (JSON keys are strings): {"1": "j", ...}.
+TYPE_LEGEND: dict[str, str] = {str(code): name for code, name in enumerate(TYPE_NAMES) if name}
+#: Unit of every stored quantity ("" = unitless); the weight follows the Dark Machines
+#: convention sigma x 10 fb^-1 / N (its sum is the expected number of events in 10 fb^-1).
+UNITS: dict[str, str] = {
+    "E": "GeV", "pt": "GeV", "eta": "", "phi": "rad", "met": "GeV", "met_phi": "rad",
+    "weight": "events at 10 fb^-1", "obj_type": "", "event_id": "", "process": "",
+}
 #: Type code -> object group (0 padding, 1 jets, 2 electrons, 3 muons, 4 photons), the
 #: order of the groups in an event.
 GROUP_OF_TYPE = np.array([0, 1, 1, 2, 2, 3, 3, 4], dtype=np.int8)
@@ -262,6 +272,34 @@ class Events:
         """Return a copy with objects in Dark Machines order (see module docstring)."""
         types, p4 = sort_dark_machines(self.types, self.p4)
         return dataclasses.replace(self, types=types, p4=p4, meta=dict(self.meta))
+
+    # ------------------------------------------------------------------ interop
+    def to_awkward(self) -> Any:
+        """awkward Array, one record per event, objects as vector ``Momentum4D`` (GeV).
+
+        Layout and examples: :mod:`fastmc.interop`.  ``Events.from_awkward`` inverts it.
+        """
+        from fastmc.interop import events_to_awkward
+
+        return events_to_awkward(self)
+
+    @classmethod
+    def from_awkward(
+        cls, array: Any, *, max_objects: int | None = None, truncate: bool = False
+    ) -> Events:
+        """Events from an awkward Array of events (see :func:`fastmc.interop.events_from_awkward`;
+        ``ak.from_parquet`` of a fastmc file works too)."""
+        from fastmc.interop import events_from_awkward
+
+        return events_from_awkward(array, max_objects=max_objects, truncate=truncate)
+
+    def to_pandas(self, level: str = "events") -> Any:
+        """pandas DataFrame, one row per event (``level="events"``) or per object
+        (``level="objects"``, MultiIndex entry/object); needs the ``pandas`` extra.
+        Columns and units: :func:`fastmc.interop.events_to_pandas`."""
+        from fastmc.interop import events_to_pandas
+
+        return events_to_pandas(self, level)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ kinematics
     @property

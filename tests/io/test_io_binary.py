@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -43,9 +44,61 @@ def test_parquet_layout(real_events: Events, tmp_path: Path) -> None:
     first = table.slice(0, 1).to_pylist()[0]
     assert first["process"] == "njets"
     assert len(first["objects"]) == int(real_events.n_objects[0])
-    assert first["objects"][0]["type"] == 1
+    assert first["objects"][0]["obj_type"] == 1
     assert first["objects"][0]["pt"] == pytest.approx(506.951, rel=1e-6)  # GeV
     assert pq_io.stored_max_objects(path) == 19
+    # units and the type-code legend travel with the file; no field is nullable
+    schema = table.schema
+    assert schema.field("met").metadata == {b"unit": b"GeV"}
+    obj = schema.field("objects").type.value_type
+    assert obj.field("pt").metadata == {b"unit": b"GeV"}
+    assert obj.field("phi").metadata == {b"unit": b"rad"}
+    assert not any(schema.field(n).nullable for n in schema.names)
+    assert not schema.field("objects").type.value_field.nullable
+    assert not any(obj.field(i).nullable for i in range(obj.num_fields))
+    block = json.loads(pq.ParquetFile(path).metadata.metadata[b"fastmc"])
+    assert block["type_codes"] == {"1": "j", "2": "b", "3": "e-", "4": "e+", "5": "m-",
+                                   "6": "m+", "7": "g"}
+    assert block["units"]["E"] == "GeV" and block["units"]["met_phi"] == "rad"
+
+
+def test_parquet_in_awkward_has_no_type_collision(real_events: Events, tmp_path: Path) -> None:
+    import awkward as ak
+
+    path = tmp_path / "x.parquet"
+    write_events(path, real_events[:100])
+    arr = ak.from_parquet(path)
+    # the object type is a field, not awkward's .type; nothing is option-typed
+    assert ak.to_list(arr.objects.obj_type[0]) == real_events.types[0, :5].tolist()
+    assert "?" not in str(arr.type)
+
+
+def test_parquet_version1_files_still_read(real_events: Events, tmp_path: Path) -> None:
+    """Files of fastmc <= 0.1 (object field ``type``, nullable, metadata version 1)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ev = real_events[:50]
+    valid = ev.types != 0
+    offsets = np.concatenate([[0], np.cumsum(valid.sum(axis=1))]).astype(np.int32)
+    p4 = ev.p4[valid]
+    structs = pa.StructArray.from_arrays(
+        [pa.array(ev.types[valid])] + [pa.array(p4[:, i]) for i in range(4)],
+        names=["type", "E", "pt", "eta", "phi"],
+    )
+    names = list(ev.process_names)
+    table = pa.table({
+        "event_id": ev.event_id,
+        "process": pa.DictionaryArray.from_arrays(pa.array(ev.process_code), pa.array(names)),
+        "weight": ev.weight, "met": ev.met, "met_phi": ev.met_phi,
+        "objects": pa.ListArray.from_arrays(pa.array(offsets), structs),
+    })
+    block = {"format": "fastmc-events", "version": 1, "max_objects": 19,
+             "process_names": names, "meta": {}}
+    table = table.replace_schema_metadata({"fastmc": json.dumps(block)})
+    path = tmp_path / "old.parquet"
+    pq.write_table(table, path)
+    assert read_events(path).equals(ev)
 
 
 def test_root_layout(real_events: Events, tmp_path: Path) -> None:
@@ -56,10 +109,15 @@ def test_root_layout(real_events: Events, tmp_path: Path) -> None:
     with uproot.open(path) as f:
         tree = f["events"]
         assert set(tree.keys()) == {
-            "event_id", "process_code", "weight", "met", "met_phi",
+            "event_id", "process_code", "process", "weight", "met", "met_phi",
             "nobj", "obj_type", "obj_E", "obj_pt", "obj_eta", "obj_phi",
         }
         assert tree.num_entries == 100
+        # process names readable without fastmc; units and type codes in the title
+        assert tree["process"].array(library="np").tolist() == list(real_events.process[:100])
+        assert "GeV" in tree.title and "1..7 = j b e- e+ m- m+ g" in tree.title
+        block = json.loads(str(f["fastmc_meta"]))
+        assert block["type_codes"]["7"] == "g" and block["units"]["obj_pt"] == "GeV"
         nobj = tree["nobj"].array(library="np")
         assert np.array_equal(nobj, real_events.n_objects[:100])
         # every jagged branch is counted by the one counter nobj

@@ -3,8 +3,12 @@
 Both binary formats store the real objects of each event (padding dropped) as jagged lists
 with one counter, and a JSON metadata block::
 
-    {"format": "fastmc-events", "version": 1, "max_objects": K,
-     "process_names": [...], "meta": {...}}
+    {"format": "fastmc-events", "version": 2, "max_objects": K,
+     "process_names": [...], "units": {"E": "GeV", ...}, "type_codes": {"1": "j", ...},
+     "meta": {...}}
+
+Version 2 (fastmc 0.2) renamed the Parquet object field ``type`` to ``obj_type`` and added
+``units`` and ``type_codes``; version-1 files are still read.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from fastmc.errors import EventFormatError
-from fastmc.events import DEFAULT_MAX_OBJECTS, Events
+from fastmc.events import DEFAULT_MAX_OBJECTS, TYPE_LEGEND, UNITS, Events
 from fastmc.io._writer import AtomicWriter, json_meta
 from fastmc.io.validate import check_events
 
@@ -36,7 +40,7 @@ __all__ = [
 ]
 
 FORMAT_TAG = "fastmc-events"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def to_jagged(events: Events) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -53,13 +57,19 @@ def to_jagged(events: Events) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     )
 
 
-def build_meta(k: int, process_names: list[str], meta: dict[str, Any]) -> str:
-    """The JSON metadata block (see module docstring)."""
+def build_meta(k: int, process_names: list[str], meta: dict[str, Any], *,
+               object_prefix: str = "") -> str:
+    """The JSON metadata block (see module docstring); ``object_prefix`` is the prefix of the
+    per-object branch names (``"obj_"`` in ROOT) used as keys of ``units``."""
+    units = {(object_prefix + f if f in ("E", "pt", "eta", "phi") else f): unit
+             for f, unit in UNITS.items()}
     block = {
         "format": FORMAT_TAG,
         "version": FORMAT_VERSION,
         "max_objects": int(k),
         "process_names": list(process_names),
+        "units": units,
+        "type_codes": dict(TYPE_LEGEND),
         "meta": json.loads(json_meta(meta)),
     }
     return json.dumps(block, sort_keys=True)
@@ -255,6 +265,8 @@ class JaggedWriter(AtomicWriter):
     ``_finish()`` and ``_discard()``; ``self._meta_json()`` gives the metadata block.
     """
 
+    object_prefix = ""  # prefix of the per-object column names (keys of the stored units)
+
     def _open(self) -> None:
         self._names: dict[str, int] = {}
         self._k = 0
@@ -281,4 +293,5 @@ class JaggedWriter(AtomicWriter):
 
     def _meta_json(self) -> str:
         k = self._k or DEFAULT_MAX_OBJECTS
-        return build_meta(k, list(self._names), {**self._batch_meta, **self.meta})
+        return build_meta(k, list(self._names), {**self._batch_meta, **self.meta},
+                          object_prefix=self.object_prefix)

@@ -1,10 +1,13 @@
 """Parquet event files (pyarrow): one row per event, objects as a list of structs.
 
-Columns: ``event_id`` int64, ``process`` dictionary<int32, string>, ``weight`` float64,
-``met`` float32 (GeV), ``met_phi`` float32 (rad), ``objects`` list<struct<type: int8,
-E: float32, pt: float32, eta: float32, phi: float32>> (GeV, rad; padding dropped, Dark
-Machines order as in the Events).  The key ``fastmc`` of the file's key-value metadata holds
-the JSON block of :mod:`fastmc.io._jagged` (K, process names in order, ``Events.meta``).
+Columns (none nullable): ``event_id`` int64, ``process`` dictionary<int32, string>, ``weight``
+float64, ``met`` float32 (GeV), ``met_phi`` float32 (rad), ``objects`` list<struct<obj_type:
+int8, E: float32, pt: float32, eta: float32, phi: float32>> (GeV, rad; padding dropped, Dark
+Machines order as in the Events; ``obj_type`` 1..7 = j, b, e-, e+, m-, m+, g).  Every field
+carries its unit in the Arrow field metadata (key ``unit``).  The key ``fastmc`` of the file's
+key-value metadata holds the JSON block of :mod:`fastmc.io._jagged` (K, process names in
+order, units, type-code legend, ``Events.meta``).  Files of fastmc <= 0.1 named the type field
+``type`` (it collides with awkward's ``.type``); they are still read.
 Events written and read back (with the same ``max_objects``, by default the stored K) are
 identical.
 """
@@ -19,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from fastmc.errors import EventFormatError
-from fastmc.events import Events
+from fastmc.events import UNITS, Events
 from fastmc.io._args import check_read_args
 from fastmc.io._jagged import (
     JaggedReadState,
@@ -34,23 +37,28 @@ from fastmc.io.validate import damaged_file
 __all__ = ["Writer", "iter_read", "stored_max_objects"]
 
 _META_KEY = b"fastmc"
-_OBJ_FIELDS = ("type", "E", "pt", "eta", "phi")
+_OBJ_FIELDS = ("obj_type", "E", "pt", "eta", "phi")
+_OLD_TYPE_FIELD = "type"  # fastmc <= 0.1
 
 
 def _schema():
     import pyarrow as pa
 
+    def field(name: str, type_: Any) -> Any:
+        unit = UNITS.get(name, "")
+        return pa.field(name, type_, nullable=False, metadata={"unit": unit} if unit else None)
+
     obj = pa.struct(
-        [("type", pa.int8())] + [(name, pa.float32()) for name in _OBJ_FIELDS[1:]]
+        [field("obj_type", pa.int8())] + [field(name, pa.float32()) for name in _OBJ_FIELDS[1:]]
     )
     return pa.schema(
         [
-            ("event_id", pa.int64()),
-            ("process", pa.dictionary(pa.int32(), pa.string())),
-            ("weight", pa.float64()),
-            ("met", pa.float32()),
-            ("met_phi", pa.float32()),
-            ("objects", pa.list_(obj)),
+            field("event_id", pa.int64()),
+            field("process", pa.dictionary(pa.int32(), pa.string())),
+            field("weight", pa.float64()),
+            field("met", pa.float32()),
+            field("met_phi", pa.float32()),
+            field("objects", pa.list_(pa.field("item", obj, nullable=False))),
         ]
     )
 
@@ -97,7 +105,7 @@ def _check_schema(pf: Any, path: Path) -> None:
         if not ok(schema.field(name).type):
             raise EventFormatError(str(path), None, f"column {name}", expected,
                                    str(schema.field(name).type))
-    obj_expected = "list<struct<type: int8, E, pt, eta, phi: float32>>"
+    obj_expected = "list<struct<obj_type: int8, E, pt, eta, phi: float32>>"
     if "objects" not in schema.names:
         raise EventFormatError(str(path), None, "column objects", obj_expected, "missing")
     t = schema.field("objects").type
@@ -105,8 +113,9 @@ def _check_schema(pf: Any, path: Path) -> None:
     if ok:
         sub = {t.value_type.field(i).name: t.value_type.field(i).type
                for i in range(t.value_type.num_fields)}
-        ok = all(f in sub for f in _OBJ_FIELDS) and pt.is_integer(sub["type"]) and all(
-            numeric(sub[f]) for f in _OBJ_FIELDS[1:]
+        type_field = _OBJ_FIELDS[0] if _OBJ_FIELDS[0] in sub else _OLD_TYPE_FIELD
+        ok = all(f in sub for f in (type_field, *_OBJ_FIELDS[1:])) and pt.is_integer(
+            sub[type_field]) and all(numeric(sub[f]) for f in _OBJ_FIELDS[1:]
         )
     if not ok:
         raise EventFormatError(str(path), None, "column objects", obj_expected, str(t))
@@ -175,6 +184,8 @@ def iter_read(
             code_map = np.array([lookup[n] for n in local] or [0], np.int32)
             objects = batch.column("objects")
             flat = objects.flatten()
+            has_new = flat.type.get_field_index(_OBJ_FIELDS[0]) >= 0
+            type_field = _OBJ_FIELDS[0] if has_new else _OLD_TYPE_FIELD
             p4 = np.stack(
                 [flat.field(f).to_numpy(zero_copy_only=False) for f in _OBJ_FIELDS[1:]], axis=-1
             )
@@ -182,7 +193,7 @@ def iter_read(
                 state,
                 first_entry=entry,
                 counts=pc.list_value_length(objects).to_numpy(zero_copy_only=False),
-                types=flat.field("type").to_numpy(zero_copy_only=False),
+                types=flat.field(type_field).to_numpy(zero_copy_only=False),
                 p4=p4.reshape(-1, 4),
                 event_id=batch.column("event_id").to_numpy(zero_copy_only=False),
                 process_code=code_map[idx],
@@ -221,7 +232,9 @@ class Writer(JaggedWriter):
             [pa.array(types)] + [pa.array(np.ascontiguousarray(p4[:, i])) for i in range(4)],
             fields=list(obj_type),
         )
-        objects = pa.ListArray.from_arrays(pa.array(offsets), structs)
+        objects = pa.ListArray.from_arrays(
+            pa.array(offsets), structs, type=self._schema.field("objects").type
+        )
         process = pa.DictionaryArray.from_arrays(
             pa.array(codes, pa.int32()), pa.array(list(self._names), pa.string())
         )

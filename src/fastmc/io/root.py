@@ -2,10 +2,12 @@
 
 Branches of the TTree ``events``: per event ``event_id`` (int64), ``process_code`` (int32,
 index into the stored process names), ``weight`` (float64), ``met`` (float32, GeV),
-``met_phi`` (float32, rad); per object, jagged and sharing the ONE counter ``nobj`` (int32):
+``met_phi`` (float32, rad), ``process`` (string, the process name, for people and ROOT macros;
+fastmc reads ``process_code``); per object, jagged and sharing the ONE counter ``nobj`` (int32):
 ``obj_type`` (int8, 1..7 = j, b, e-, e+, m-, m+, g), ``obj_E``, ``obj_pt`` (float32, GeV),
-``obj_eta``, ``obj_phi`` (float32).  The key ``fastmc_meta`` (a TObjString) holds the JSON
-block of :mod:`fastmc.io._jagged` (K, process names, ``Events.meta``).  Events written and
+``obj_eta``, ``obj_phi`` (float32).  The tree title states the units and the type codes; the
+key ``fastmc_meta`` (a TObjString) holds the JSON block of :mod:`fastmc.io._jagged` (K,
+process names, units, type-code legend, ``Events.meta``).  Events written and
 read back (with the same ``max_objects``, by default the stored K) are identical.
 """
 
@@ -36,6 +38,10 @@ __all__ = ["Writer", "iter_read", "stored_max_objects"]
 TREE = "events"
 META_KEY = "fastmc_meta"
 _OBJ_FIELDS = ("type", "E", "pt", "eta", "phi")
+TITLE = (
+    "fastmc events: obj_E, obj_pt, met in GeV; obj_phi, met_phi in rad; "
+    "obj_type 1..7 = j b e- e+ m- m+ g"
+)
 _SCALARS = ("event_id", "process_code", "weight", "met", "met_phi")
 
 
@@ -132,11 +138,22 @@ def iter_read(
     yield from rechunk(parts(), int(chunk_size), empty=empty_events(k, names, block["meta"]))
 
 
+def _names_per_event(events: Events) -> Any:
+    """The process name of every event as a packed awkward string array (fast to write)."""
+    import awkward as ak
+
+    names = ak.to_layout(list(events.process_names))
+    index = ak.index.Index64(events.process_code.astype(np.int64))
+    return ak.to_packed(ak.Array(ak.contents.IndexedArray(index, names)))
+
+
 class Writer(JaggedWriter):
     """Streaming, atomic ROOT writer (one basket per branch per ``write``); ``meta`` is stored.
 
     The stored metadata is ``Events.meta`` of the batches (later ones win) updated by ``meta``.
     """
+
+    object_prefix = "obj_"
 
     def _open_file(self) -> None:
         import awkward as ak
@@ -152,9 +169,10 @@ class Writer(JaggedWriter):
                 "weight": np.float64,
                 "met": np.float32,
                 "met_phi": np.float32,
+                "process": "string",
                 "obj": ak.types.from_datashape(obj, highlevel=False),
             },
-            title="fastmc events (GeV, rad)",
+            title=TITLE,
         )
 
     def _write_arrays(self, events, codes, counts, types, p4) -> None:
@@ -170,6 +188,7 @@ class Writer(JaggedWriter):
                 "weight": events.weight,
                 "met": events.met,
                 "met_phi": events.met_phi,
+                "process": _names_per_event(events),
                 "obj": objects,
             }
         )
