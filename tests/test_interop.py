@@ -9,11 +9,11 @@ import awkward as ak
 import numpy as np
 import pytest
 import vector
-from test_events import make_events
 
 from fastmc.errors import MissingExtraError
 from fastmc.events import TYPE_NAMES, Events
 from fastmc.io import read_events, write_events
+from test_events import make_events
 
 
 @pytest.fixture
