@@ -1,4 +1,4 @@
-"""Event selections of the Dark Machines data (``../shared/detector.md``), vectorised.
+"""Event selections of the Dark Machines data (``docs/detector.md``), vectorised.
 
 Every function takes :class:`~fastmc.events.Events` (GeV) and returns a boolean mask [N].
 """

@@ -1,6 +1,6 @@
 """Dark Machines CSV files (plain or ``.gz``): a streaming reader and an exact writer.
 
-Format (``../shared/data/darkmachines/SOURCES.md``): one event per line, no header, LF endings::
+Format (``docs/formats.md``): one event per line, no header, LF endings::
 
     eventID;processID;weight;MET;METphi;type,E,pt,eta,phi;...;type,E,pt,eta,phi;
 
