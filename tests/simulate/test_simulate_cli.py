@@ -17,6 +17,9 @@ def test_list_prints_the_catalogue():
     assert res.exit_code == 0, res.output
     for name in ("ttbar", "njets", "stop_02", "gluino_01", "Zp_01", "wtop", "4top"):
         assert name in res.output
+    res = runner.invoke(app, ["simulate", "--list", "--details"], terminal_width=200)
+    assert res.exit_code == 0, res.output
+    assert "generator cuts:" in res.output and "MadGraph" in res.output
 
 
 @pytest.mark.parametrize(
@@ -27,14 +30,27 @@ def test_list_prints_the_catalogue():
         (["ttbar", "-n", "5", "-o", "x.csv", "--param", "m_stop"], "KEY=VALUE"),
         (["ttbar", "-n", "5", "-o", "x.csv", "--param", "m_stop=1"], "no parameter"),
         (["ttbar", "-n", "5", "-o", "x.txt.bz2"], "extension"),
-        (["ttbar", "-n", "5", "-o", "x.csv", "--channel", "chan7"], "unknown channel"),
-        (["ttbar", "-n", "0", "-o", "x.csv"], ">= 1"),
     ],
 )
 def test_errors(args, message, tmp_path):
     res = runner.invoke(app, ["simulate", *args], terminal_width=300)
     assert res.exit_code == 1
     assert message in " ".join(res.output.split())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ttbar", "-n", "5", "-o", "x.csv", "--channel", "chan7"], "'chan7' is not one of"),
+        (["ttbar", "-n", "0", "-o", "x.csv"], "greater than or equal to 1"),
+        (["ttbar", "-n", "5", "--jobs", "0", "-o", "x.csv"], "greater than or equal to 1"),
+    ],
+)
+def test_usage_errors_before_any_work(args, message, tmp_path):
+    res = runner.invoke(app, ["simulate", *args], terminal_width=300)
+    assert res.exit_code == 2  # a usage error: nothing started
+    assert message in " ".join(res.output.replace("│", " ").split())
+    assert "simulate ttbar" not in res.output  # no progress bar
 
 
 def test_jobs2_is_deterministic_and_readable(tmp_path):

@@ -19,10 +19,15 @@ from rich.progress import (
 
 from fastmc import __version__
 from fastmc.cli._errors import ErrorMappingGroup, debug_enabled
+from fastmc.cli._help import HelpStyle
+
+
+class FastmcGroup(HelpStyle, ErrorMappingGroup):
+    """The ``fastmc`` group: one help style (:mod:`._help`), one exception map (:mod:`._errors`)."""
+
 
 app = typer.Typer(
     name="fastmc",
-    cls=ErrorMappingGroup,
     help=(
         "fastmc: fast deep generative surrogates for LHC Monte Carlo events. "
         "Energies and momenta are in GeV inside fastmc (MeV in Dark Machines CSV files)."
@@ -30,6 +35,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=FastmcGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 console = Console(stderr=True)
 

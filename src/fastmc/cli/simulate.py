@@ -8,10 +8,13 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Literal
 
 import typer
 
 from fastmc.cli._app import app, console, errors_as_exit, fail, progress_bar
+
+Channel = Literal["chan1", "chan2a", "chan2b", "chan3"]
 
 
 def _parse_params(items: list[str]) -> dict[str, str]:
@@ -37,31 +40,77 @@ def _sigterm_exits():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _catalogue_table():
+def _params_text(p) -> str:
+    """``m_stop=800 m_neutralino=100`` plus the channel overrides, GeV."""
+    text = " ".join(f"{k}={v:g}" for k, v in p.params.items()) or "-"
+    for chan, values in p.channel_params.items():
+        text += f"; {chan}: " + " ".join(f"{k}={v:g}" for k, v in values.items())
+    return text
+
+
+def _catalogue_compact():
+    """The catalogue as one compact table (process, what, parameters) that fits 80 columns."""
+    from rich import box
     from rich.markup import escape
     from rich.table import Table
 
+    from fastmc.simulate.processes import CATALOGUE
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left",
+                  title="Processes fastmc simulate makes (parameters in GeV; --param KEY=VALUE)")
+    table.add_column("process", no_wrap=True)
+    table.add_column("what", ratio=1)
+    table.add_column("parameters (defaults)", max_width=30)
+    for p in CATALOGUE.values():
+        params = " ".join(f"{k}={v:g}" for k, v in p.params.items()) or "-"
+        what = p.description.split(" (")[0] if not p.description.startswith("Z'") else \
+            p.description.replace(" (NewGaugeBoson, SM-like couplings)", "")
+        table.add_row(escape(p.name), escape(what), escape(params))
+    return table
+
+
+def _catalogue_details(width: int) -> str:
+    """Every field of every process, and the Dark Machines IDs fastmc cannot make, as text."""
+    import textwrap
+
     from fastmc.simulate.processes import CATALOGUE, UNSUPPORTED
 
-    table = Table(title="fastmc simulate: process catalogue (masses and cuts in GeV)")
-    for col in ("process", "what", "parameters (defaults)", "generator cuts", "decays"):
-        table.add_column(col, overflow="fold")
+    out = ["Processes fastmc simulate makes (masses, cuts and parameters in GeV)", ""]
     for p in CATALOGUE.values():
-        params = ", ".join(f"{k}={v:g}" for k, v in p.params.items()) or "-"
-        chans = "; ".join(
-            f"{c}: " + ", ".join(f"{k}={v:g}" for k, v in d.items())
-            for c, d in p.channel_params.items()
-        )
-        if chans:
-            params += f" [{chans}]"
-        table.add_row(*(escape(x) for x in (p.name, p.description, params, p.generator_cuts,
-                                             p.decays)))
-    missing = Table(title="Dark Machines IDs fastmc cannot make")
-    missing.add_column("process")
-    missing.add_column("why", overflow="fold")
+        out.append(f"{p.name}: {p.description}")
+        for label, text in (("parameters", _params_text(p)), ("generator cuts", p.generator_cuts),
+                            ("decays", p.decays)):
+            out.append(textwrap.fill(text, width, initial_indent=f"  {label + ':':<16}",
+                                     subsequent_indent=" " * 18, break_long_words=False,
+                                     break_on_hyphens=False))
+        out.append("")
+    out.append("Dark Machines IDs fastmc cannot make")
     for name, why in UNSUPPORTED.items():
-        missing.add_row(escape(name), escape(why))
-    return table, missing
+        out.append(textwrap.fill(why, width, initial_indent=f"  {name + ':':<16}",
+                                 subsequent_indent=" " * 18, break_long_words=False,
+                                 break_on_hyphens=False))
+    return "\n".join(out)
+
+
+def _print_catalogue(details: bool) -> None:
+    """The catalogue on stdout (requested output), words never broken."""
+    import shutil
+
+    from rich.console import Console
+
+    from fastmc.simulate.processes import UNSUPPORTED
+
+    width = min(shutil.get_terminal_size((80, 24)).columns, 100)
+    if details:
+        typer.echo(_catalogue_details(width))
+        return
+    out = Console(width=width, soft_wrap=False)
+    out.print(_catalogue_compact())
+    out.print(
+        "Dark Machines IDs fastmc cannot make: " + ", ".join(UNSUPPORTED)
+        + ".  `fastmc simulate --list --details` shows cuts, decays and why.",
+        highlight=False, markup=False,
+    )
 
 
 @app.command("simulate")
@@ -72,27 +121,31 @@ def simulate_cmd(
         show_default=False,
     ),
     n_events: int = typer.Option(
-        None, "-n", "--events", help="Number of STORED events (after the storage requirement "
-        "and --channel).", show_default=False,
+        None, "-n", "--events", min=1, help="Number of STORED events (after the storage "
+        "requirement and --channel).", show_default=False,
     ),
     output: Path = typer.Option(
         None, "-o", "--output", help="Output file: .csv/.csv.gz (Dark Machines, MeV), "
         ".parquet or .root (GeV). Written atomically.", show_default=False,
     ),
-    seed: int = typer.Option(0, "--seed", help="Master seed S; same S and --jobs give "
-                             "byte-identical output."),
-    jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes (independent seeds "
-                             "derived from S)."),
-    channel: str = typer.Option(
-        None, "--channel", help="Keep only events of a Dark Machines channel: chan1, chan2a, "
-        "chan2b or chan3 (default: the storage requirement only).", show_default=False,
+    seed: int = typer.Option(0, "--seed", help="Master seed S. The output depends on S AND "
+                             "--jobs: the same S and --jobs give byte-identical output."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Worker processes, each with its "
+                             "own seed derived from S; part of the seed (another --jobs gives "
+                             "other, equally valid events)."),
+    channel: Channel = typer.Option(
+        None, "--channel", help="Keep only events of a Dark Machines channel "
+        "(default: the storage requirement only).", show_default=False,
     ),
     param: list[str] = typer.Option(
         [], "--param", help="Process parameter KEY=VALUE, GeV (e.g. m_stop=1000, "
         "pthat_min=300); repeatable.", show_default=False,
     ),
-    batch_size: int = typer.Option(200, "--batch-size", help="Events per Pythia batch."),
-    list_: bool = typer.Option(False, "--list", help="Print the process catalogue and exit."),
+    batch_size: int = typer.Option(200, "--batch-size", min=1, help="Events per Pythia batch."),
+    list_: bool = typer.Option(False, "--list", help="Print the process catalogue (stdout) "
+                               "and exit."),
+    details: bool = typer.Option(False, "--details", help="With --list: every field (cuts, "
+                                 "decays, channel settings) and the IDs fastmc cannot make."),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace an existing output (never one of the inputs)."
     ),
@@ -106,17 +159,13 @@ def simulate_cmd(
     """
     from fastmc.simulate.processes import UnknownProcessError, get_process
 
-    if list_:
-        table, missing = _catalogue_table()
-        console.print(table)
-        console.print(missing)
+    if list_ or details:
+        _print_catalogue(details)
         return
     if process is None:
         raise fail("give a PROCESS (see `fastmc simulate --list`)")
     if n_events is None or output is None:
         raise fail("give the number of events with -n N and the output file with -o OUT")
-    if n_events < 1 or jobs < 1:
-        raise fail(f"-n and --jobs must be >= 1, got -n {n_events} --jobs {jobs}")
     params = _parse_params(param)
     from fastmc.io import check_output, detect_format
     from fastmc.simulate.run import simulate_to_file
@@ -151,9 +200,12 @@ def simulate_cmd(
     wall = time.perf_counter() - start
     console.print(
         f"[green]wrote[/] {output}: {n_events} events of {process} "
-        f"({meta['n_generated']} generated, sigma = {meta['sigma_fb']:.4g} fb, "
-        f"weight = {meta['weight']:.4g}) in {wall:.1f} s "
-        f"({n_events / wall:.1f} stored events/s, {meta['n_generated'] / wall:.1f} generated/s)"
+        f"({meta['n_generated']} generated; cross section of the stored events "
+        f"sigma = {meta['sigma_fb']:.4g} fb; weight per event = sigma x 10 fb^-1 / N = "
+        f"{meta['weight']:.4g} events at 10 fb^-1) in {wall:.1f} s "
+        f"({n_events / wall:.1f} stored events/s, {meta['n_generated'] / wall:.1f} generated "
+        f"events/s); seed {seed} with --jobs {jobs} (both make the seed)",
+        highlight=False,
     )
     if meta["n_truncated"]:
         console.print(

@@ -1,0 +1,104 @@
+"""The command line's help and output conventions (issue 17): one style for every command."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from fastmc.cli import app
+from fastmc.cli._help import EXAMPLES
+
+runner = CliRunner()
+GROUP = typer.main.get_command(app)
+COMMANDS = sorted(GROUP.commands)
+_BOX = "│╭╮╰╯─┬┴┼├┤"
+
+
+def _help(args: list[str], width: int) -> str:
+    res = runner.invoke(app, [*args, "-h"], terminal_width=width, env={"COLUMNS": str(width)})
+    assert res.exit_code == 0, res.output
+    return res.output
+
+
+def _words(text: str) -> set[str]:
+    return set(text.translate({ord(c): " " for c in _BOX}).split())
+
+
+@pytest.mark.parametrize("command", [[], *([c] for c in COMMANDS)])
+def test_help_at_80_columns_breaks_no_word(command: list[str]) -> None:
+    narrow, wide = _help(command, 80), _help(command, 250)
+    assert max(len(line) for line in narrow.splitlines()) <= 80
+    # a word cut by the line end would leave fragments that the wide rendering does not have
+    broken = _words(narrow) - _words(wide)
+    assert not broken, f"words broken at 80 columns: {sorted(broken)}"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_style(command: str) -> None:
+    text = _help([command], 250)
+    assert not re.search(r"<(int|str|float|bool|path|list\[[^\]]*\])", text), text
+    assert "(default" not in text, "defaults are shown one way: [default: X]"
+    assert "Examples:" in text
+    for example in EXAMPLES[command]:
+        assert example in " ".join(text.split())
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_examples_parse(command: str) -> None:
+    """Every example names options the command has, with valid values (nothing is run)."""
+    assert EXAMPLES.get(command), f"no examples for {command}"
+    cmd = GROUP.commands[command]
+    for example in EXAMPLES[command]:
+        args = shlex.split(example.split(" > ")[0])
+        assert args[:2] == ["fastmc", command]
+        ctx = cmd.make_context(command, args[2:])
+        assert ctx.params is not None
+
+
+def test_h_is_help_and_python_m_fastmc(tmp_path: Path) -> None:
+    assert "Usage: fastmc simulate" in _help(["simulate"], 100)
+    res = _run("--help", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "Usage:" in res.stdout and "simulate" in res.stdout
+    assert res.stderr == ""
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fastmc", *args], capture_output=True,
+                          text=True, timeout=300, cwd=cwd, env={**os.environ, "COLUMNS": "80"})
+
+
+def test_requested_output_on_stdout_diagnostics_on_stderr(tmp_path: Path) -> None:
+    from fastmc.events import Events
+    from fastmc.io import write_events
+
+    listing = _run("simulate", "--list", cwd=tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    assert "ttbar" in listing.stdout and listing.stderr == ""
+    assert "chan1" not in listing.stdout.split("Dark Machines IDs")[0]  # compact table
+
+    import numpy as np
+
+    n = 30
+    ev = Events.from_arrays(
+        types=np.tile(np.array([[1, 0]], np.int8), (n, 1)),
+        p4=np.tile(np.array([[[120.0, 100.0, 0.5, 0.1], [0, 0, 0, 0]]], np.float32), (n, 1, 1)),
+        met=np.full(n, 50.0), met_phi=np.zeros(n), process="ttbar",
+    )
+    write_events(tmp_path / "e.parquet", ev)
+    info = _run("info", "e.parquet", "--json", cwd=tmp_path)
+    assert info.returncode == 0, info.stderr
+    assert json.loads(info.stdout)["events"] == n  # stdout is exactly the JSON asked for
+
+    bad = _run("info", "missing.parquet", cwd=tmp_path)
+    assert bad.returncode != 0
+    assert bad.stdout == "" and "missing.parquet" in bad.stderr
