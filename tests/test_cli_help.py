@@ -102,3 +102,35 @@ def test_requested_output_on_stdout_diagnostics_on_stderr(tmp_path: Path) -> Non
     bad = _run("info", "missing.parquet", cwd=tmp_path)
     assert bad.returncode != 0
     assert bad.stdout == "" and "missing.parquet" in bad.stderr
+
+
+def test_model_choices_are_the_registered_models() -> None:
+    from typing import get_args
+
+    from fastmc.cli.models import ModelName
+    from fastmc.models.base import available_models
+
+    assert sorted(get_args(ModelName)) == sorted(available_models())
+
+
+@pytest.mark.parametrize(
+    ("args", "bad"),
+    [
+        (["train", "STORE", "-o", "OUT", "--model", "gan"], "'gan' is not one of"),
+        (["train", "STORE", "-o", "OUT", "--flow-mode", "spline"], "'spline' is not one of"),
+        (["train", "STORE", "-o", "OUT", "--device", "gpu"], "'gpu' is not one of"),
+        (["generate", "MODEL", "-n", "10", "-o", "OUT.parquet", "--prior", "flat"], "'flat'"),
+        (["generate", "MODEL", "-n", "10", "-o", "OUT.parquet", "--channel", "chan9"], "'chan9'"),
+        (["generate", "MODEL", "-n", "0", "-o", "OUT.parquet"], "greater than or equal to 1"),
+        (["fit-prior", "MODEL", "--prior", "kde"], "'kde' is not one of"),
+        (["simulate", "ttbar", "-n", "5", "-o", "OUT.csv", "--channel", "chan7"], "'chan7'"),
+    ],
+)
+def test_choices_validated_before_any_work(args: list[str], bad: str, tmp_path: Path) -> None:
+    """A bad value of a fixed option is a usage error (exit 2) before anything is read,
+    started or written: the paths here do not even exist."""
+    args = [str(tmp_path / a) if a.isupper() or a.startswith("OUT") else a for a in args]
+    res = runner.invoke(app, args, terminal_width=200)
+    assert res.exit_code == 2, res.output
+    assert bad in " ".join(res.output.replace("│", " ").split())
+    assert list(tmp_path.iterdir()) == []

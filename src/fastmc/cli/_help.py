@@ -49,7 +49,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "fastmc generate beta-vae -n 20000 --seed 0 -o generated.parquet",
         "fastmc generate beta-vae -n 20000 --prior gmm --channel chan1 -o gen.root",
     ),
-    "bench": ("fastmc bench beta-vae", "fastmc bench beta-vae --json bench.json"),
+    "bench": ("fastmc bench beta-vae", "fastmc bench beta-vae --no-simulate --json > bench.json"),
     "evaluate": (
         "fastmc evaluate -r reference.parquet -g generated.parquet -o report",
         "fastmc evaluate -r ref.parquet -g a.parquet -g b.parquet -l vae -l flow -o report",
@@ -61,6 +61,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
 _DEFAULT_IN_HELP = re.compile(
     r"\s*(?:\(default:?\s+([^()]*)\)|(?<!\\)\[default:\s*([^\]]*)\])(?=\s*\.?\s*$)"
 )
+_MAX_METAVAR = 14  # longer choice lists go into the help text (the column stays narrow)
 _WORDS = {"int": "INT", "int range": "INT", "float": "FLOAT", "float range": "FLOAT",
           "path": "PATH", "file": "PATH", "directory": "PATH", "str": "TEXT", "text": "TEXT"}
 
@@ -89,22 +90,30 @@ def _polish_param(param: Any) -> None:
         return
     if kind != "option":
         return
+    text = param.help or ""
+    default = None
+    match = _DEFAULT_IN_HELP.search(text)
+    if match:
+        text = text[: match.start()].rstrip() + text[match.end():].rstrip()
+        text += "" if text.endswith(".") else "."
+        if param.show_default is False or param.default is None:  # typer would not show it
+            param.show_default = False
+            default = (match.group(1) or match.group(2) or "").strip()
     if param.is_flag or param.count:
         param.metavar = ""
     elif param.metavar is None:
-        param.metavar = _type_word(param)
-    text = param.help or ""
-    match = _DEFAULT_IN_HELP.search(text)
-    if match:
-        shows_own = param.show_default is not False and param.default is not None
-        text = text[: match.start()].rstrip() + text[match.end():].rstrip()
-        if not text.endswith("."):
-            text += "."
-        if not shows_own:
-            param.show_default = False
-            value = (match.group(1) or match.group(2) or "").strip()
-            text += " " + escape(f"[default: {value}]")
-        param.help = text
+        word = _type_word(param)
+        if "|" in word and len(word) > _MAX_METAVAR:  # many choices: name them in the help
+            longest = max(param.opts, key=len).lstrip("-")
+            param.metavar = longest.upper().replace("-", "_")
+            choices = word.split("|")
+            if not all(c in text for c in choices):
+                text = f"{text.rstrip()} One of: {', '.join(choices)}.".lstrip()
+        else:
+            param.metavar = word
+    if default is not None:
+        text += " " + escape(f"[default: {default}]")
+    param.help = text or None
     if param.is_flag and not param.secondary_opts:
         param.show_default = False  # "[default: False]" says nothing a flag does not
 

@@ -9,14 +9,21 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import typer
 
 from fastmc.cli._app import app, console, errors_as_exit, progress_bar
 from fastmc.errors import ConfigError
 
-DEVICE_HELP = "auto (CUDA if available), cpu or cuda."
+DEVICE_HELP = "auto: CUDA if available, else CPU."
+Device = Literal["auto", "cpu", "cuda"]
+ModelName = Literal["beta-vae", "alpha-vae", "flow"]  # the built-in families (test checks)
+FlowMode = Literal["autoregressive", "coupling"]
+LatentPrior = Literal["normal", "bgmm", "gmm", "truth"]
+FitPrior = Literal["bgmm", "gmm"]
+Codes = Literal["posterior", "mean"]
+Channel = Literal["chan1", "chan2a", "chan2b", "chan3"]
 THREADS_HELP = (
     "CPU threads of torch. Default: 1 per process (measured faster on a shared machine), "
     "or OMP_NUM_THREADS if set. Seeded results repeat at the same thread count."
@@ -76,29 +83,32 @@ def _train_settings(data: dict[str, Any], sets: list[str], flags: dict[str, Any]
 def train_cmd(
     store: Path = typer.Argument(..., help="Event store made by `fastmc prepare`."),
     output: Path = typer.Option(..., "-o", "--output", help="Model directory to write."),
-    model: str | None = typer.Option(
-        None, "--model", help="Generator: beta-vae, alpha-vae or flow. [default: beta-vae]"
+    model: ModelName | None = typer.Option(
+        None, "--model", help="Generator family (or the YAML file's `model`). "
+        "[default: beta-vae]", show_default=False,
     ),
     set_: list[str] = typer.Option(
         [],
         "--set",
         metavar="KEY=VALUE",
         help="Model setting KEY=VALUE, typed by the model's config (repeatable), e.g. "
-        "--set latent_dim=40 --set decoder_widths=256,256; train.KEY=VALUE sets a training "
-        "setting (e.g. train.min_delta=0.01).",
+        "--set latent_dim=40 or --set decoder_widths=256,256; train.KEY=VALUE sets a "
+        "training setting, e.g. --set train.lr=0.0005.",
     ),
     beta: float | None = typer.Option(None, "--beta", help="Shorthand of --set beta=X (beta-VAE KL weight, default 0.001)."),
     alpha: float | None = typer.Option(
         None, "--alpha", help="Shorthand of --set alpha=X (alpha-VAE latent noise std, default 0.2)."
     ),
     latent_dim: int | None = typer.Option(None, "--latent-dim", help="Shorthand of --set latent_dim=N (VAE latent size, default 80)."),
-    flow_mode: str | None = typer.Option(
+    flow_mode: FlowMode | None = typer.Option(
         None,
         "--flow-mode",
         help="Shorthand of --set mode=M for the flow: autoregressive (best fidelity) or coupling "
         "(fast generation) (default autoregressive).",
     ),
-    epochs: int | None = typer.Option(None, "--epochs", help="Maximum epochs (default 50)."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Maximum epochs; an epoch is "
+                                      "--batches-per-epoch batches, not a pass over the data "
+                                      "(default 50)."),
     batch_size: int | None = typer.Option(
         None, "--batch-size", help="Events per batch (default 1000; theses 10000)."
     ),
@@ -112,7 +122,7 @@ def train_cmd(
     max_minutes: float | None = typer.Option(
         None, "--max-minutes", help="Stop after the epoch that passes this wall time (minutes)."
     ),
-    device: str | None = typer.Option(None, "--device", help=DEVICE_HELP + " (default auto)"),
+    device: Device | None = typer.Option(None, "--device", help=DEVICE_HELP + " (default auto)"),
     threads: int | None = _threads_option(),
     seed: int | None = typer.Option(None, "--seed", help="Seed of weights, batches, noise (default 0)."),
     process: str | None = typer.Option(
@@ -178,6 +188,11 @@ def train_cmd(
                 f"{output} already holds a training run; pass --resume to continue it or "
                 "choose another directory"
             )
+        console.print(
+            f"an epoch = {tc.batches_per_epoch} batches of {tc.batch_size} events (not a pass "
+            "over the data); losses per event; * = best validation loss so far (weights saved)",
+            highlight=False,
+        )
         bar = (progress_bar(f"train {spec.name}", tc.epochs * tc.batches_per_epoch,
                             unit="batches") if main_rank else contextlib.nullcontext(None))
         with bar as advance:
@@ -220,13 +235,28 @@ def _launch_torchrun(nproc: int) -> int:
     return subprocess.run(cmd, check=False).returncode
 
 
+def _prior_line(process: str, report: dict[str, Any]) -> str:
+    """One readable line of a prior fit's report (stdout)."""
+    parts = [f"{process}: {report.get('method', 'fit')}",
+             "converged" if report.get("converged") else "NOT converged (raise --max-iter)",
+             f"{report.get('n_iter')} iterations", f"{report.get('events'):,} events"]
+    if "effective_components" in report:
+        parts.append(f"{report['effective_components']} effective components")
+    if "mean_log_likelihood" in report:
+        parts.append(f"mean log-likelihood {report['mean_log_likelihood']:.4g} per event "
+                     "(latent units)")
+    if "lower_bound" in report:
+        parts.append(f"lower bound {report['lower_bound']:.4g} per event")
+    return ", ".join(parts)
+
+
 @app.command("fit-prior")
 def fit_prior_cmd(
     model_dir: Path = typer.Argument(..., help="Model directory from `fastmc train`."),
-    prior: str = typer.Option(
+    prior: FitPrior = typer.Option(
         "bgmm", "--prior", help="bgmm (scikit-learn Bayesian mixture) or gmm (torch EM)."
     ),
-    components: int = typer.Option(100, "--components", help="Mixture components."),
+    components: int = typer.Option(100, "--components", min=1, help="Mixture components."),
     store: Path | None = typer.Option(
         None, "--store", help="Event store with the training events (default: the one trained on)."
     ),
@@ -237,13 +267,13 @@ def fit_prior_cmd(
         200_000, "--max-events", help="Training events whose latent codes are fitted, at most."
     ),
     max_iter: int = typer.Option(500, "--max-iter", help="EM iterations, at most."),
-    codes: str = typer.Option(
+    codes: Codes = typer.Option(
         "posterior",
         "--codes",
         help="Fit on posterior draws z = mu + noise (posterior) or on encoder means (mean).",
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the initialisation."),
-    device: str = typer.Option("auto", "--device", help=DEVICE_HELP + " (gmm only)"),
+    device: Device = typer.Option("auto", "--device", help=DEVICE_HELP + " Used by gmm only."),
     threads: int | None = _threads_option(),
 ) -> None:
     """Fit a Gaussian-mixture latent prior per process and store it in MODEL_DIR (prior.safetensors)."""
@@ -254,8 +284,6 @@ def fit_prior_cmd(
 
     with errors_as_exit():
         _set_threads(threads)
-        if prior not in ("bgmm", "gmm"):
-            raise ConfigError(f"--prior must be bgmm or gmm, got {prior!r}")
         mdir = ModelDir(model_dir)
         desc = mdir.read_config()
         store_path = store or (desc.get("data") or {}).get("store")
@@ -282,7 +310,7 @@ def fit_prior_cmd(
                     )
             for w in caught:
                 console.print(f"[yellow]warning:[/] {w.message}", highlight=False)
-            console.print(f"{proc}: {json.dumps(report)}", highlight=False)
+            typer.echo(_prior_line(proc, report))
         mdir.write_priors(model)
     console.print(f"[green]done[/]: prior {prior!r} stored in {model_dir / 'prior.safetensors'}")
 
@@ -290,23 +318,26 @@ def fit_prior_cmd(
 @app.command("generate")
 def generate_cmd(
     model_dir: Path = typer.Argument(..., help="Model directory from `fastmc train`."),
-    n: int = typer.Option(..., "-n", "--events", help="Number of events to generate."),
+    n: int = typer.Option(..., "-n", "--events", min=1, help="Number of events to generate."),
     output: Path = typer.Option(
         ..., "-o", "--output", help="Output file: .csv/.csv.gz (Dark Machines, MeV), .parquet, .root."
     ),
-    prior: str = typer.Option(
-        "normal", "--prior", help="Latent prior: normal, bgmm, gmm (fit-prior first) or truth."
+    prior: LatentPrior = typer.Option(
+        "normal", "--prior", help="Latent prior of a VAE: bgmm and gmm need `fastmc fit-prior` "
+        "first; truth encodes --truth-events. The flow takes normal only."
     ),
     truth_events: Path | None = typer.Option(
         None, "--truth-events", help="Input events for --prior truth (encoded, then noised)."
     ),
     process: str | None = typer.Option(None, "--process", help="Process (default: the model's first)."),
-    batch_size: int = typer.Option(10_000, "--batch-size", help="Events per batch."),
-    seed: int = typer.Option(0, "--seed", help="Seed; the same seed gives the same events."),
-    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    batch_size: int = typer.Option(10_000, "--batch-size", min=1, help="Events per batch."),
+    seed: int = typer.Option(0, "--seed", help="Seed; the same seed gives the same events "
+                             "(at the same --threads)."),
+    device: Device = typer.Option("auto", "--device", help=DEVICE_HELP),
     threads: int | None = _threads_option(),
-    channel: str | None = typer.Option(
-        None, "--channel", help="Keep only events passing this selection (chan1, chan2a, chan2b, chan3)."
+    channel: Channel | None = typer.Option(
+        None, "--channel", help="Keep only events passing this Dark Machines selection.",
+        show_default=False,
     ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace an existing output (never one of the inputs)."
@@ -372,7 +403,7 @@ def generate_cmd(
 @app.command("bench")
 def bench_cmd(
     model_dir: Path = typer.Argument(..., help="Model directory from `fastmc train`."),
-    prior: str = typer.Option("normal", "--prior", help="Latent prior used for generation."),
+    prior: LatentPrior = typer.Option("normal", "--prior", help="Latent prior used for generation."),
     process: str | None = typer.Option(None, "--process", help="Process (default: the model's first)."),
     scale: float = typer.Option(
         1.0, "--scale", help="Multiply the number of benchmark events (1: 1e5 at batch 10k)."
@@ -384,12 +415,12 @@ def bench_cmd(
         None, "--sim-process", help="Simulation catalogue process (default: the model's process)."
     ),
     sim_events: int = typer.Option(200, "--sim-events", help="Events to simulate for the timing."),
-    device: str = typer.Option("auto", "--device", help="auto: CPU, and GPU when present; or cpu/cuda."),
+    device: Device = typer.Option("auto", "--device", help="auto: CPU, and GPU when present."),
     threads: int | None = _threads_option(),
-    json_out: Path | None = typer.Option(None, "--json", help="Also write the results as JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout "
+                                 "instead of the Markdown table (as `fastmc info --json`)."),
 ) -> None:
     """Generation events/s (batch 1, 100, 10k; memory, Parquet, CSV; CPU and GPU) vs simulation."""
-    from fastmc.io.atomic import atomic_path
     from fastmc.workflows.bench import format_markdown, run_bench
 
     with errors_as_exit():
@@ -407,10 +438,7 @@ def bench_cmd(
                 device=device,
                 progress=advance,
             )
-    console.print(format_markdown(result), highlight=False, markup=False)
-    if json_out is not None:
-        with atomic_path(json_out) as tmp:
-            tmp.write_text(json.dumps(result, indent=2) + "\n")
+    typer.echo(json.dumps(result, indent=2) if as_json else format_markdown(result))
 
 
 @app.command("export")

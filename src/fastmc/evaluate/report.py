@@ -110,6 +110,15 @@ class Report:
     def to_json(self) -> str:
         return json.dumps(self.metrics, indent=1, allow_nan=False)
 
+    def _repr_html_(self) -> str:
+        """Jupyter display: the HTML report (plots when written) in a frame of its own."""
+        import html
+
+        from fastmc.evaluate.html import render_html
+
+        page = html.escape(render_html(self))
+        return f'<iframe srcdoc="{page}" style="width:100%;height:640px;border:0"></iframe>'
+
 
 def evaluation_steps(n_generated: int, *, repeats: int, classifier: bool = True, plots: bool = True) -> int:
     """How many times :func:`evaluate` calls ``progress(1)`` (for a progress bar's total)."""

@@ -87,6 +87,11 @@ class TrainResult:
     stopped: str  # "epochs", "early_stopping", "time"
     seconds: float
 
+    def __repr__(self) -> str:
+        return (f"TrainResult(model={self.model.name!r}, epochs={len(self.history)}, "
+                f"best_epoch={self.best_epoch}, best_val_loss={self.best_val_loss:.4g}, "
+                f"stopped={self.stopped!r}, seconds={self.seconds:.1f})")
+
 
 def load_yaml_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a training YAML file: ``{"model": name, "model_config": {...}, "train": {...}}``.
