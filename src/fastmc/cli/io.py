@@ -115,7 +115,7 @@ def _fmt(x: float) -> str:
 def _tables(summary: dict, title: str) -> list[Table]:
     n = summary["events"]
     procs = Table(title=f"{title}: {n:,} events", title_justify="left")
-    for col in ("process", "events", "share", "sum of weights"):
+    for col in ("process", "events", "share", "sum of weights (events in 10 fb^-1)"):
         procs.add_column(col, justify="left" if col == "process" else "right")
     for name, entry in summary["processes"].items():
         share = entry["events"] / n if n else 0.0

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from fastmc.cli._app import app, console, errors_as_exit, progress_bar
+from fastmc.cli.models import _threads_option
 
 
 def _summary_table(rows: list[dict[str, Any]], title: str) -> Table:
@@ -51,7 +52,10 @@ def _summary_table(rows: list[dict[str, Any]], title: str) -> Table:
     return table
 
 
-def _run(config: Any, fresh: bool, title: str) -> None:
+def _run(config: Any, fresh: bool, title: str, threads: int | None) -> None:
+    from rich.console import Console
+
+    from fastmc.cli.models import _set_threads
     from fastmc.workflows.study import run_study
 
     t0 = time.perf_counter()
@@ -65,17 +69,20 @@ def _run(config: Any, fresh: bool, title: str) -> None:
         console.print(f"[dim]{msg}[/]", highlight=False)
 
     with errors_as_exit():
+        _set_threads(threads)
         result = run_study(config, fresh=fresh, progress=progress, log=log)
-    console.print(_summary_table(result.rows, title))
-    console.print(
+    out = Console()  # the results on stdout, progress and notes on stderr
+    out.print(_summary_table(result.rows, title))
+    out.print(
         "AUC: classifier two-sample test vs held-out MC (0.5 = indistinguishable). W1/floor: "
         "Wasserstein-1 distance per observable divided by its statistical floor (1 = as close "
         "as a second MC sample); median and worst observable. valid: share of physically "
         "valid events. events/s: generation to Parquet on this machine."
     )
     for name, path in result.reports.items():
-        console.print(f"report ({name}): [bold]{path}[/]", highlight=False)
-    console.print(f"ranking: {result.output / 'summary.md'}; took {time.perf_counter() - t0:.0f} s")
+        out.print(f"report ({name}): [bold]{path}[/]", highlight=False)
+    out.print(f"ranking: {result.output / 'summary.md'}; took {time.perf_counter() - t0:.0f} s",
+              highlight=False)
 
 
 @app.command("demo")
@@ -91,6 +98,7 @@ def demo_cmd(
     ),
     flow: bool = typer.Option(True, "--flow/--no-flow", help="Include the structure-first flow."),
     fresh: bool = typer.Option(False, "--fresh", help="Redo every stage instead of reusing output."),
+    threads: int | None = _threads_option(),
 ) -> None:
     """Run the whole pipeline on Pythia ttbar: simulate, prepare, train a beta-VAE, an alpha-VAE
     and a flow, fit a Gaussian-mixture prior, generate from every prior and evaluate against
@@ -107,7 +115,7 @@ def demo_cmd(
             generate_events=generate_events,
             flow=flow,
         )
-    _run(config, fresh, "fastmc demo: ttbar, generators vs held-out Pythia events")
+    _run(config, fresh, "fastmc demo: ttbar, generators vs held-out Pythia events", threads)
 
 
 @app.command("study")
@@ -117,6 +125,7 @@ def study_cmd(
         None, "-o", "--output", help="Output folder (default: the file's `output`)."
     ),
     fresh: bool = typer.Option(False, "--fresh", help="Redo every stage instead of reusing output."),
+    threads: int | None = _threads_option(),
 ) -> None:
     """Run a grid of models and priors on one or more processes, evaluate each against held-out
     events and write one comparison report with a ranking table (OUTPUT/summary.md, study.json)."""
@@ -128,4 +137,4 @@ def study_cmd(
         config = load_study_config(config_file)
     if output is not None:
         config = dataclasses.replace(config, output=str(output))
-    _run(config, fresh, f"fastmc study: {config.name}")
+    _run(config, fresh, f"fastmc study: {config.name}", threads)
