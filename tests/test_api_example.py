@@ -36,6 +36,21 @@ def test_api_names() -> None:
         fastmc.nope  # noqa: B018
 
 
+def test_simulate_and_evaluate_are_callable_packages() -> None:
+    """``fastmc.evaluate`` is both the API function and the subpackage (in either order)."""
+    code = (
+        "import fastmc\n"
+        "f = fastmc.evaluate\n"
+        "import fastmc.evaluate.report, fastmc.simulate.processes\n"
+        "assert fastmc.evaluate is f and callable(fastmc.evaluate) and callable(fastmc.simulate)\n"
+        "assert fastmc.evaluate.report.Report and 'ttbar' in fastmc.simulate.CATALOGUE\n"
+        "import fastmc.workflows.api as api\n"
+        "assert callable(fastmc.train) and fastmc.train is api.train\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+
+
 def test_read_events_takes_paths_events_and_stores(tmp_path: Path) -> None:
     import numpy as np
 

@@ -34,12 +34,16 @@ __all__ = [
     "write_events",
 ]
 
-# name -> the module that defines it; the package root is the API facade over the workflows
+# name -> where it lives; the package root is the API facade over the layers below.
+# "simulate" and "evaluate" are subpackages made callable (fastmc._callable): Python binds a
+# subpackage to its name here as soon as it is imported, so the name must BE the package.
 _WHERE = {
-    "Events": "fastmc.events",
-    **{name: "fastmc.workflows.api" for name in (
-        "evaluate", "generate", "load_model", "prepare", "read_events", "simulate", "train",
-        "write_events",
+    "Events": "fastmc.events:Events",
+    "read_events": "fastmc.data.sources:read_events",
+    "simulate": "fastmc.simulate",
+    "evaluate": "fastmc.evaluate",
+    **{name: f"fastmc.workflows.api:{name}" for name in (
+        "generate", "load_model", "prepare", "train", "write_events",
     )},
 }
 
@@ -47,8 +51,11 @@ _WHERE = {
 def __getattr__(name: str) -> Any:
     if name not in _WHERE:
         raise AttributeError(f"module 'fastmc' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_WHERE[name]), name)
-    globals()[name] = value  # later look-ups skip __getattr__
+    module, _, attr = _WHERE[name].partition(":")
+    value = importlib.import_module(module)
+    if attr:
+        value = getattr(value, attr)
+        globals()[name] = value  # later look-ups skip __getattr__
     return value
 
 

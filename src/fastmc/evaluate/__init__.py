@@ -43,3 +43,8 @@ __all__ = [
     "whole_event_floor",
     "whole_event_test",
 ]
+
+from fastmc._callable import make_callable
+
+# ``fastmc.evaluate(reference, generated, ...)`` (the API) is this package called as a function
+make_callable(__name__, "fastmc.evaluate.api:evaluate")

@@ -22,3 +22,8 @@ __all__ = [
     "simulate",
     "simulate_to_file",
 ]
+
+from fastmc._callable import make_callable
+
+# ``fastmc.simulate(process, n, ...)`` (the API) is this package called as a function
+make_callable(__name__, "fastmc.simulate.api:simulate")

@@ -1,4 +1,9 @@
-"""The Python API: one function per pipeline step, re-exported as ``fastmc.<name>``.
+"""The Python API's workflow steps, re-exported as ``fastmc.<name>``.
+
+``write_events``, ``prepare``, ``train``, ``load_model`` and ``generate`` live here;
+``read_events`` in :mod:`fastmc.data.sources`, ``simulate`` in :mod:`fastmc.simulate.api` and
+``evaluate`` in :mod:`fastmc.evaluate.api` (the packages ``fastmc.simulate`` and
+``fastmc.evaluate`` are callable as those functions, see :mod:`fastmc._callable`).
 
 Every function takes paths or in-memory :class:`~fastmc.events.Events` where it takes events,
 and returns Events (or the path it wrote when given an output path).  Energies and momenta
@@ -15,47 +20,16 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fastmc.data.sources import EventsLike
 from fastmc.events import Events
 
 if TYPE_CHECKING:
-    from fastmc.evaluate.report import Report
     from fastmc.models.base import GenerativeModel
     from fastmc.workflows.train_config import TrainResult
 
-__all__ = [
-    "evaluate",
-    "generate",
-    "load_model",
-    "prepare",
-    "read_events",
-    "simulate",
-    "train",
-    "write_events",
-]
+__all__ = ["generate", "load_model", "prepare", "train", "write_events"]
 
 PathLike = str | os.PathLike[str]
-EventsLike = Events | PathLike | Iterable[PathLike]
-
-
-def _is_store(path: Any) -> bool:
-    return isinstance(path, str | os.PathLike) and (Path(path) / "meta.json").is_file()
-
-
-def read_events(source: EventsLike, *, split: str = "test", **kwargs: Any) -> Events:
-    """Events from files (paths or globs: ``.csv``/``.csv.gz`` in MeV, ``.parquet``, ``.root``),
-    from an event store directory (its ``split``: ``"train"``, ``"val"`` or ``"test"``), or
-    Events (returned as they are).  ``kwargs`` go to :func:`fastmc.io.read_events`
-    (``max_objects``, ``on_error``, ...).  Returns Events in GeV.
-    """
-    if isinstance(source, Events):
-        return source
-    if _is_store(source):
-        from fastmc.data.store import open_store
-
-        return open_store(source).events(split)
-    from fastmc.io import read_events as _read
-
-    return _read(source, **kwargs)
 
 
 def write_events(path: PathLike, events: Events | Iterable[Events], *,
@@ -67,29 +41,6 @@ def write_events(path: PathLike, events: Events | Iterable[Events], *,
 
     _write(path, events, meta=meta)
     return Path(path)
-
-
-def simulate(process: str, n: int, *, seed: int = 0, jobs: int = 1, channel: str | None = None,
-             params: Mapping[str, Any] | None = None, output: PathLike | None = None,
-             progress: Callable[[int], None] | None = None) -> Events | Path:
-    """``n`` stored events of a catalogued Dark Machines ``process`` (Pythia 8 + FastJet +
-    the Dark Machines detector response; needs the ``simulate`` extra), GeV.
-
-    ``seed`` and ``jobs`` together make the seed (same pair, same events).  ``params`` are
-    process parameters in GeV (``{"m_stop": 1000}``); ``channel`` keeps only events of a
-    Dark Machines channel.  With ``output`` the events are streamed to that file and its
-    path is returned; without, the Events are returned.
-    """
-    from fastmc.simulate.run import simulate as _simulate
-    from fastmc.simulate.run import simulate_to_file
-
-    if output is not None:
-        simulate_to_file(output, process, n, seed=seed, jobs=jobs, channel=channel,
-                         params=dict(params or {}), progress=progress)
-        return Path(output)
-    parts = list(_simulate(process, n, seed=seed, jobs=jobs, channel=channel,
-                           params=dict(params or {}), progress=progress))
-    return Events.concatenate(parts)
 
 
 def prepare(events: EventsLike, output: PathLike, *, val: float = 0.1, test: float = 0.1,
@@ -175,39 +126,3 @@ def generate(model: GenerativeModel | PathLike, n: int, *, prior: str = "normal"
     return Events.concatenate(parts) if parts else Events.empty()
 
 
-def _samples(generated: Any) -> dict[str, Events]:
-    if isinstance(generated, Mapping):
-        return {str(k): read_events(v) for k, v in generated.items()}
-    if isinstance(generated, Events | str | os.PathLike):
-        generated = [generated]
-    out: dict[str, Events] = {}
-    for i, g in enumerate(generated):
-        label = Path(g).name.split(".")[0] if isinstance(g, str | os.PathLike) else ""
-        label = label or f"generated{i + 1}"
-        out[label if label not in out else f"{label}_{i + 1}"] = read_events(g)
-    return out
-
-
-def evaluate(reference: EventsLike, generated: Any, *, reference2: EventsLike | None = None,
-             out_dir: PathLike | None = None, seed: int = 0, channel: str | None = None,
-             classifier: bool = True, plots: bool | None = None, max_events: int | None = None,
-             repeats: int = 10, progress: Callable[[int], None] | None = None) -> Report:
-    """Compare generated events with reference events the model never saw; every metric with
-    its statistical floor (design.md section 4).
-
-    ``reference``: Events, event files, or an event store (its test split).  ``generated``:
-    Events or a file (one sample), a list of them, or a mapping label -> Events/file.  With
-    ``out_dir`` the report (metrics.json, plots, index.html) is written there; ``plots``
-    defaults to ``out_dir is not None``.  Returns the
-    :class:`~fastmc.evaluate.report.Report`, which a notebook displays as HTML.
-    """
-    from fastmc.evaluate.floors import FloorConfig
-    from fastmc.evaluate.report import evaluate as _evaluate
-
-    ref2 = read_events(reference2) if reference2 is not None else None
-    return _evaluate(
-        read_events(reference), _samples(generated), reference2=ref2, channel=channel,
-        out_dir=out_dir, seed=seed, config=FloorConfig(repeats=repeats), classifier=classifier,
-        plots=out_dir is not None if plots is None else plots, max_events=max_events,
-        progress=progress,
-    )
