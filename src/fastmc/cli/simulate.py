@@ -200,11 +200,10 @@ def simulate_cmd(
     wall = time.perf_counter() - start
     console.print(
         f"[green]wrote[/] {output}: {n_events} events of {process} "
-        f"({meta['n_generated']} generated; cross section of the stored events "
-        f"sigma = {meta['sigma_fb']:.4g} fb; weight per event = sigma x 10 fb^-1 / N = "
-        f"{meta['weight']:.4g} events at 10 fb^-1) in {wall:.1f} s "
-        f"({n_events / wall:.1f} stored events/s, {meta['n_generated'] / wall:.1f} generated "
-        f"events/s); seed {seed} with --jobs {jobs} (both make the seed)",
+        f"({meta['n_generated']} generated; sigma = {meta['sigma_fb']:.4g} fb; weight "
+        f"{meta['weight']:.4g} per event = sigma x 10 fb^-1 / N) in {wall:.1f} s "
+        f"({n_events / wall:.1f} stored events/s, {meta['n_generated'] / wall:.1f} generated/s);"
+        f" --seed {seed} with --jobs {jobs} (both make the seed)",
         highlight=False,
     )
     if meta["n_truncated"]:
