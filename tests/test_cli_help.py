@@ -122,6 +122,7 @@ def test_model_choices_are_the_registered_models() -> None:
         (["generate", "MODEL", "-n", "10", "-o", "OUT.parquet", "--prior", "flat"], "'flat'"),
         (["generate", "MODEL", "-n", "10", "-o", "OUT.parquet", "--channel", "chan9"], "'chan9'"),
         (["generate", "MODEL", "-n", "0", "-o", "OUT.parquet"], "greater than or equal to 1"),
+        (["generate", "MODEL", "-n", "5", "-o", "OUT.txt.bz2", "--device", "tpu"], "'tpu'"),
         (["fit-prior", "MODEL", "--prior", "kde"], "'kde' is not one of"),
         (["simulate", "ttbar", "-n", "5", "-o", "OUT.csv", "--channel", "chan7"], "'chan7'"),
     ],
@@ -134,3 +135,10 @@ def test_choices_validated_before_any_work(args: list[str], bad: str, tmp_path: 
     assert res.exit_code == 2, res.output
     assert bad in " ".join(res.output.replace("│", " ").split())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_generate_checks_the_output_extension_first(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["generate", str(tmp_path / "no-model"), "-n", "5", "-o",
+                              str(tmp_path / "x.txt.bz2")], terminal_width=200)
+    assert res.exit_code == 1
+    assert "extension" in res.output and "no-model" not in res.output

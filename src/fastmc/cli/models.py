@@ -361,7 +361,10 @@ def generate_cmd(
     from fastmc.io import check_output, detect_format
     from fastmc.workflows.generate import generate, parse_part, part_range
 
+    from fastmc.io import detect_format
+
     with errors_as_exit():
+        detect_format(output)  # a bad extension fails before the model is loaded
         _set_threads(threads)
         detect_format(output)
         check_output(output, inputs=[truth_events] if truth_events else [], overwrite=overwrite)
