@@ -79,6 +79,10 @@ def _train_settings(data: dict[str, Any], sets: list[str], flags: dict[str, Any]
     return settings
 
 
+_STOPPED = {"epochs": "reached --epochs", "early_stopping": "early stopping: --patience epochs "
+            "without a better val loss", "time": "reached --max-minutes"}
+
+
 @app.command("train")
 def train_cmd(
     store: Path = typer.Argument(..., help="Event store made by `fastmc prepare`."),
@@ -211,7 +215,8 @@ def train_cmd(
     if not main_rank:
         return
     console.print(
-        f"[green]done[/]: {len(result.history)} epochs ({result.stopped}), best val loss "
+        f"[green]done[/]: {len(result.history)} epochs ({_STOPPED.get(result.stopped, result.stopped)}), "
+        "best val loss "
         f"{result.best_val_loss:.4f} at epoch {result.best_epoch}, {result.seconds:.0f} s; "
         f"model in {output}"
     )
