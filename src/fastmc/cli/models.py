@@ -366,13 +366,10 @@ def generate_cmd(
     from fastmc.io import check_output, detect_format
     from fastmc.workflows.generate import generate, parse_part, part_range
 
-    from fastmc.io import detect_format
-
     with errors_as_exit():
         detect_format(output)  # a bad extension fails before the model is loaded
-        _set_threads(threads)
-        detect_format(output)
         check_output(output, inputs=[truth_events] if truth_events else [], overwrite=overwrite)
+        _set_threads(threads)
         if prior == "truth" and truth_events is None:
             raise ConfigError("--prior truth encodes given events: pass --truth-events FILE")
         part = parse_part(shard) if shard is not None else None
