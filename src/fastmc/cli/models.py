@@ -18,7 +18,7 @@ from fastmc.errors import ConfigError
 
 DEVICE_HELP = "auto: CUDA if available, else CPU."
 Device = Literal["auto", "cpu", "cuda"]
-ModelName = Literal["beta-vae", "alpha-vae", "flow"]  # the built-in families (test checks)
+BUILTIN_MODELS = ("beta-vae", "alpha-vae", "flow")  # named in the help (a test checks)
 FlowMode = Literal["autoregressive", "coupling"]
 LatentPrior = Literal["normal", "bgmm", "gmm", "truth"]
 FitPrior = Literal["bgmm", "gmm"]
@@ -34,15 +34,34 @@ def _threads_option():
     return typer.Option(None, "--threads", min=1, help=THREADS_HELP, show_default=False)
 
 
-def _set_threads(threads: int | None) -> None:
-    """Set torch's threads by the rule of :mod:`fastmc.threads` and say so on stderr."""
+def _set_threads(threads: int | None) -> int:
+    """Set torch's threads by the rule of :mod:`fastmc.threads`; say so on a terminal (in logs
+    and pipes the command's last line says it, so that an error stays the only line)."""
     import torch
 
     from fastmc.threads import resolve_threads
 
     n, why = resolve_threads(threads)
     torch.set_num_threads(n)
-    console.print(f"torch threads: {n} ({why})", highlight=False)
+    if console.is_terminal:
+        console.print(f"torch threads: {n} ({why})", highlight=False)
+    return n
+
+
+def _check_model(value: str | None) -> str | None:
+    """``--model`` must name a registered model: a usage error (exit 2) before any work."""
+    if value is None:
+        return value
+    from fastmc.models.base import available_models
+
+    names = available_models()
+    if value not in names:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(map(repr, names))}.")
+    return value
+
+
+def _threads_note(n: int) -> str:
+    return f"{n} torch thread{'s' if n != 1 else ''}"
 
 
 #: shorthand flags of `fastmc train`: flag -> model setting (same path as --set)
@@ -87,8 +106,9 @@ _STOPPED = {"epochs": "reached --epochs", "early_stopping": "early stopping: --p
 def train_cmd(
     store: Path = typer.Argument(..., help="Event store made by `fastmc prepare`."),
     output: Path = typer.Option(..., "-o", "--output", help="Model directory to write."),
-    model: ModelName | None = typer.Option(
-        None, "--model", help="Generator family (or the YAML file's `model`). "
+    model: str | None = typer.Option(
+        None, "--model", metavar="MODEL", callback=_check_model,
+        help="Generator: beta-vae, alpha-vae, flow (or another registered model). "
         "[default: beta-vae]", show_default=False,
     ),
     set_: list[str] = typer.Option(
@@ -166,7 +186,7 @@ def train_cmd(
         raise typer.Exit(_launch_torchrun(nproc))
     main_rank = os.environ.get("RANK", "0") == "0"
     with errors_as_exit():
-        _set_threads(threads)
+        n_threads = _set_threads(threads)
         if output.exists() and not output.is_dir():
             raise ConfigError(f"{output}: is a file; give a folder for the model (-o)")
         data: dict[str, Any] = load_yaml_config(config) if config else {}
@@ -192,16 +212,17 @@ def train_cmd(
                 f"{output} already holds a training run; pass --resume to continue it or "
                 "choose another directory"
             )
-        console.print(
+        legend = [
             f"an epoch = {tc.batches_per_epoch} batches of {tc.batch_size} events (not a pass "
-            "over the data); losses per event; * = best validation loss so far (weights saved)",
-            highlight=False,
-        )
+            "over the data); losses per event; * = best validation loss so far (weights saved)"
+        ]
         bar = (progress_bar(f"train {spec.name}", tc.epochs * tc.batches_per_epoch,
                             unit="batches") if main_rank else contextlib.nullcontext(None))
         with bar as advance:
 
             def on_epoch(rec: dict[str, Any]) -> None:
+                while legend:  # once, above the first epoch's line
+                    console.print(legend.pop(), highlight=False)
                 mark = " *" if rec["best"] else ""
                 console.print(
                     f"epoch {rec['epoch']:3d}  train {rec['train_loss']:.4f}  "
@@ -217,8 +238,8 @@ def train_cmd(
     console.print(
         f"[green]done[/]: {len(result.history)} epochs ({_STOPPED.get(result.stopped, result.stopped)}), "
         "best val loss "
-        f"{result.best_val_loss:.4f} at epoch {result.best_epoch}, {result.seconds:.0f} s; "
-        f"model in {output}"
+        f"{result.best_val_loss:.4f} at epoch {result.best_epoch}, {result.seconds:.0f} s with "
+        f"{_threads_note(n_threads)}; model in {output}"
     )
 
 
@@ -369,7 +390,7 @@ def generate_cmd(
     with errors_as_exit():
         detect_format(output)  # a bad extension fails before the model is loaded
         check_output(output, inputs=[truth_events] if truth_events else [], overwrite=overwrite)
-        _set_threads(threads)
+        n_threads = _set_threads(threads)
         if prior == "truth" and truth_events is None:
             raise ConfigError("--prior truth encodes given events: pass --truth-events FILE")
         part = parse_part(shard) if shard is not None else None
@@ -392,7 +413,8 @@ def generate_cmd(
                 shard_size=block_size,
                 part=part,
             )
-    msg = f"[green]done[/]: {report.n:,} events in {output} ({report.events_per_s:,.0f} events/s)"
+    msg = (f"[green]done[/]: {report.n:,} events in {output} ({report.events_per_s:,.0f} events/s "
+           f"with {_threads_note(n_threads)})")
     if part is not None:
         msg += f"; part {part[0]}/{part[1]}: events {first:,} to {stop - 1:,} of {n:,}"
     if channel:
