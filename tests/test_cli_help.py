@@ -142,3 +142,15 @@ def test_generate_checks_the_output_extension_first(tmp_path: Path) -> None:
                               str(tmp_path / "x.txt.bz2")], terminal_width=200)
     assert res.exit_code == 1
     assert "extension" in res.output and "no-model" not in res.output
+
+
+@pytest.mark.parametrize("details", [False, True])
+def test_simulate_list_fits_80_columns_without_broken_words(details: bool) -> None:
+    args = ["simulate", "--list", *(["--details"] if details else [])]
+    narrow = runner.invoke(app, args, env={"COLUMNS": "80"})
+    wide = runner.invoke(app, args, env={"COLUMNS": "250"})
+    assert narrow.exit_code == 0 and wide.exit_code == 0
+    assert max(len(line.rstrip()) for line in narrow.stdout.splitlines()) <= 80
+    assert not _words(narrow.stdout) - _words(wide.stdout)
+    assert ("generator cuts:" in narrow.stdout) == details
+    assert len(narrow.stdout.splitlines()) < (200 if details else 45)  # compact by default

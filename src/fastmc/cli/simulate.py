@@ -77,7 +77,8 @@ def _catalogue_details(width: int) -> str:
 
     out = ["Processes fastmc simulate makes (masses, cuts and parameters in GeV)", ""]
     for p in CATALOGUE.values():
-        out.append(f"{p.name}: {p.description}")
+        out.append(textwrap.fill(f"{p.name}: {p.description}", width, subsequent_indent="  ",
+                                 break_long_words=False, break_on_hyphens=False))
         for label, text in (("parameters", _params_text(p)), ("generator cuts", p.generator_cuts),
                             ("decays", p.decays)):
             out.append(textwrap.fill(text, width, initial_indent=f"  {label + ':':<16}",
