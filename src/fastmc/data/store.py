@@ -277,7 +277,7 @@ def summary_table(path: str | os.PathLike[str] | EventStore):
     for split in SPLITS:
         table.add_column(split, justify="right")
     table.add_column("total", justify="right")
-    table.add_column("sum of weights", justify="right")
+    table.add_column("sum of weights (events in 10 fb^-1)", justify="right")
     for proc in store.processes:
         n = [store.n_events(s, proc) for s in SPLITS]
         table.add_row(
