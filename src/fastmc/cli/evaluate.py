@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import typer
+from rich.console import Console
 
 from fastmc.cli._app import app, console, errors_as_exit, fail, progress_bar
 from fastmc.errors import FastMCError
@@ -40,9 +42,9 @@ def evaluate_cmd(
         None, "--reference2", help="A second independent reference sample: floors become reference vs reference2 "
         "instead of reference half vs half.",
     ),
-    channel: str = typer.Option(
+    channel: Literal["chan1", "chan2a", "chan2b", "chan3"] | None = typer.Option(
         None, "--channel", help="Dark Machines channel (chan1, chan2a, chan2b, chan3): physicality then "
-        "requires passing its selection (cuts in GeV).",
+        "requires passing its selection (cuts in GeV).", show_default=False,
     ),
     max_events: int = typer.Option(
         None, "--max-events", min=20, help="Use at most this many events per sample (a seeded random subset; "
@@ -52,8 +54,9 @@ def evaluate_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed of every split, subsample and classifier (default 0)."),
     no_classifier: bool = typer.Option(False, "--no-classifier", help="Skip the whole-event classifier test "
                                        "(the headline)."),
-    model: str = typer.Option("hgb", "--classifier-model", help="Whole-event classifier: hgb (gradient "
-                              "boosting, default) or mlp (small torch MLP)."),
+    model: Literal["hgb", "mlp"] = typer.Option("hgb", "--classifier-model", help="Whole-event "
+                                                "classifier: hgb (gradient boosting) or mlp (small "
+                                                "torch MLP)."),
     folds: int = typer.Option(5, "--folds", min=2, help="k of the k-fold scoring (every event scored once)."),
     n_jets: int = typer.Option(8, "--n-jets", min=1, help="Jets per event in the whole-event features."),
     train: list[str] = typer.Option(
@@ -123,6 +126,7 @@ def evaluate_cmd(
             raise fail(str(exc)) from None
     for w in report.metrics.get("warnings", []):
         console.print(f"warning: {w}", highlight=False, markup=False, style="yellow")
+    out_console = Console(soft_wrap=True)  # the ranking on stdout; notes stay on stderr
     we = report.metrics.get("whole_event") or {"samples": {}}
     for row in report.summary:
         d = we["samples"].get(row.label)
@@ -130,14 +134,14 @@ def evaluate_cmd(
             flag = "  FLAGGED" if d["flagged"] else ""
             per = ", ".join(f"{b['n_jets']}j {_num(b['auc'])}" for b in d["per_n_jets"])
             kind = " (reconstruction, not generation)" if row.kind == "reconstruction" else ""
-            console.print(
+            out_console.print(
                 f"{row.rank}. {row.label}{kind}: whole-event AUC {_num(d['auc'])} +- {_num(d['auc_err'])} "
                 f"(floor {_num(d['floor_auc'])} +- {_num(d['floor_auc_err'])}; {_num(d['significance'], '.1f')} "
                 f"sigma){flag}; n = {d['n_generated']} generated vs {d['n_reference']} reference "
                 f"(floor {d['floor_n_generated']} vs {d['floor_n_reference']}); per jet multiplicity: {per}",
                 highlight=False, markup=False,
             )
-        console.print(
+        out_console.print(
             f"   W1/floor median {_num(row.w1_ratio_median, '.2f')} worst {_num(row.w1_ratio_max, '.2f')} "
             f"({row.w1_worst}), FPD {_num(row.fpd, '.3g')} (floor {_num(row.fpd_floor, '.3g')}), "
             f"KPD {_num(row.kpd, '.3g')} (floor {_num(row.kpd_floor, '.3g')}), physicality {_num(row.physicality)}",

@@ -116,7 +116,7 @@ class Report:
 
         from fastmc.evaluate.html import render_html
 
-        page = html.escape(render_html(self))
+        page = html.escape(render_html(self.metrics, self.plots))
         return f'<iframe srcdoc="{page}" style="width:100%;height:640px;border:0"></iframe>'
 
 
