@@ -44,8 +44,8 @@ def prepare_cmd(
     workers: int | None = typer.Option(
         None,
         "--workers",
-        help="Processes parsing files in parallel (default: every core for 64 MB of input or "
-        "more, else 1); the store is the same whatever the number.",
+        help="Processes parsing files in parallel; the store is the same whatever the number. "
+        "[default: every core for 64 MB of input or more, else 1]",
     ),
 ) -> None:
     """Parse event files once into a memory-mappable event store with train/val/test splits.
