@@ -27,6 +27,7 @@ def test_every_builtin_family_is_registered() -> None:
 def fitted(name: str, raw: RawBatch, seed: int = 0):
     torch.manual_seed(seed)
     model = build_model(name, TINY_CONFIGS.get(name, {}), processes=["other", "proc"])
+    raw.process = torch.arange(len(raw)) % 2  # training events of both processes
     model.fit_data(raw)
     return model
 

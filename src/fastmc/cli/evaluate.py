@@ -68,6 +68,10 @@ def evaluate_cmd(
         "prior): evaluated like the others, labelled 'reconstruction, not generation' (repeatable).",
     ),
     no_plots: bool = typer.Option(False, "--no-plots", help="Skip the plots (faster)."),
+    per_process: bool = typer.Option(
+        False, "--per-process", help="Evaluate each process on its own (events split by their process "
+        "names): OUTPUT/<process>/ reports and OUTPUT/per_process.json."
+    ),
     out: Path = typer.Option(..., "-o", "--output", help="Report folder: metrics.json, plots/*.png, index.html."),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Write into an existing report folder (its report files are "
@@ -112,6 +116,12 @@ def evaluate_cmd(
             gens = {lab: _read([g], f"--generated {g}") for lab, g in zip(labels, generated, strict=True)}
             ref2 = _read(reference2, "--reference2") if reference2 else None
             train_ev = _read(train, "--train") if train else None
+            if per_process:
+                _per_process(ref, gens, out, dict(
+                    reference2=ref2, channel=channel, seed=seed, config=cfg, classifier=not no_classifier,
+                    plots=not no_plots, max_events=max_events, feature_config=fcfg, classifier_config=ccfg,
+                    train=train_ev, reconstruction=tuple(reconstruction or ())))
+                return
             total = evaluation_steps(len(gens), repeats=repeats, classifier=not no_classifier, plots=not no_plots)
             with progress_bar("evaluating", total, unit="steps") as advance:
                 report = evaluate(
@@ -148,6 +158,26 @@ def evaluate_cmd(
             highlight=False, markup=False,
         )
     console.print(f"report written to {out / 'index.html'}", highlight=False)
+
+
+def _per_process(ref, gens, out: Path, options: dict) -> None:
+    """``--per-process``: one evaluation per process (fastmc.workflows.evaluate_processes)."""
+    from fastmc.workflows.evaluate_processes import evaluate_per_process
+
+    if options["reference2"] is not None or options["train"] is not None:
+        raise fail("--per-process does not take --reference2 or --train yet; evaluate one process at a time")
+    options = {k: v for k, v in options.items() if k not in ("reference2", "train")}
+    res = evaluate_per_process(ref, gens, out, on_process=lambda p: console.print(f"evaluating {p} ...",
+                                                                                  highlight=False), **options)
+    for proc, entry in res["processes"].items():
+        for lab, d in entry["whole_event_auc"].items():
+            console.print(f"{proc} / {lab}: whole-event AUC {_num(d['auc'])} +- {_num(d['auc_err'])} "
+                          f"(floor {_num(d['floor_auc'])}); n reference {entry['n_reference']}",
+                          highlight=False, markup=False)
+    for proc, why in res["skipped"].items():
+        console.print(f"skipped {proc}: {why}", highlight=False, markup=False)
+    console.print(f"reports written to {out}/<process>/index.html and {out / 'per_process.json'}",
+                  highlight=False)
 
 
 def _num(x: float | None, fmt: str = ".3f") -> str:

@@ -341,12 +341,28 @@ def fit_prior_cmd(
     console.print(f"[green]done[/]: prior {prior!r} stored in {model_dir / 'prior.safetensors'}")
 
 
+def _parse_params(items: list[str]) -> dict[str, float]:
+    """``["m_gluino=1600"]`` -> ``{"m_gluino": 1600.0}``; ConfigError for a malformed item."""
+    out: dict[str, float] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            eq = ""
+        if not eq or not key.strip():
+            raise ConfigError(f"--param expects KEY=VALUE with a number in GeV (e.g. m_gluino=1600), got {item!r}")
+    return out
+
+
 @app.command("generate")
 def generate_cmd(
     model_dir: Path = typer.Argument(..., help="Model directory from `fastmc train`."),
-    n: int = typer.Option(..., "-n", "--events", min=1, help="Number of events to generate."),
     output: Path = typer.Option(
         ..., "-o", "--output", help="Output file: .csv/.csv.gz (Dark Machines, MeV), .parquet, .root."
+    ),
+    n: int | None = typer.Option(
+        None, "-n", "--events", min=1, help="Number of events to generate (or --cocktail --lumi)."
     ),
     prior: LatentPrior = typer.Option(
         "normal", "--prior", help="Latent prior of a VAE: bgmm and gmm need `fastmc fit-prior` "
@@ -355,7 +371,41 @@ def generate_cmd(
     truth_events: Path | None = typer.Option(
         None, "--truth-events", help="Input events for --prior truth (encoded, then noised)."
     ),
-    process: str | None = typer.Option(None, "--process", help="Process (default: the model's first)."),
+    process: str | None = typer.Option(
+        None, "--process",
+        help="Generate this process only (default: the training mixture of every process).",
+    ),
+    param: list[str] = typer.Option(
+        [], "--param", metavar="KEY=VALUE",
+        help="Physical parameter of --process (GeV, repeatable), e.g. --process gluino_01 "
+        "--param m_gluino=1600, for a model trained on several parameter points.",
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Allow --param values outside the trained range (extrapolation)."
+    ),
+    cocktail: bool = typer.Option(
+        False, "--cocktail",
+        help="Draw the processes in proportion to their cross sections (unweighted events).",
+    ),
+    lumi: float | None = typer.Option(
+        None, "--lumi", metavar="FB-1",
+        help="With --cocktail: as many events as the cross sections give at this integrated "
+        "luminosity (fb^-1), instead of -n.",
+    ),
+    where: str | None = typer.Option(
+        None, "--where", metavar="EXPR",
+        help='Keep only events in this region, e.g. "met > 500 and n_bjets >= 1" (GeV; see '
+        "docs/conditioning.md).",
+    ),
+    region_path: str = typer.Option(
+        "auto", "--region-path",
+        help="auto: a model trained with --set lead=met (or ht) draws that observable truncated "
+        "to the --where bounds first (faster); rejection: generate everything, then cut.",
+    ),
+    min_efficiency: float = typer.Option(
+        1e-3, "--min-efficiency",
+        help="Stop when --where/--channel keeps less than this share of a 10k-event pilot.",
+    ),
     batch_size: int = typer.Option(10_000, "--batch-size", min=1, help="Events per batch."),
     seed: int = typer.Option(0, "--seed", help="Seed; the same seed gives the same events "
                              "(at the same --threads)."),
@@ -393,32 +443,33 @@ def generate_cmd(
         n_threads = _set_threads(threads)
         if prior == "truth" and truth_events is None:
             raise ConfigError("--prior truth encodes given events: pass --truth-events FILE")
+        if where is not None:
+            from fastmc.region import parse_region
+
+            parse_region(where)  # a syntax error before the model is loaded
         part = parse_part(shard) if shard is not None else None
         if block_size < 1:
             raise ConfigError(f"--block-size must be >= 1, got {block_size}")
-        first, stop = part_range(n, block_size, part)
-        with progress_bar(f"generate ({prior})", stop - first) as advance:
+        if part is not None and n is None:
+            raise ConfigError("--shard needs -n (the events of the whole run)")
+        first, stop = part_range(n, block_size, part) if n is not None else (0, None)
+        with progress_bar(f"generate ({prior})", None if stop is None else stop - first) as advance:
             report = generate(
-                model_dir,
-                output,
-                n,
-                prior=prior,
-                process=process,
-                batch_size=batch_size,
-                seed=seed,
-                device=device,
-                channel=channel,
-                truth_events=truth_events,
-                progress=advance,
-                shard_size=block_size,
-                part=part,
+                model_dir, output, n, prior=prior, process=process, cocktail=cocktail, lumi=lumi,
+                params=_parse_params(param), force=force,
+                batch_size=batch_size, seed=seed, device=device, channel=channel, where=where,
+                min_efficiency=min_efficiency, region_path=region_path, truth_events=truth_events,
+                progress=advance, shard_size=block_size, part=part,
             )
     msg = (f"[green]done[/]: {report.n:,} events in {output} ({report.events_per_s:,.0f} events/s "
            f"with {_threads_note(n_threads)})")
     if part is not None:
         msg += f"; part {part[0]}/{part[1]}: events {first:,} to {stop - 1:,} of {n:,}"
-    if channel:
-        msg += f"; {channel} rejected {100 * report.rejected_share:.1f}% of {report.attempted:,}"
+    if len(report.process_counts) > 1:
+        msg += "; " + ", ".join(f"{p} {c:,}" for p, c in report.process_counts.items())
+    if report.efficiency is not None and (channel or where):
+        msg += (f"; selection kept {100 * report.efficiency:.3g}% of {report.attempted:,} "
+                f"generated events ({report.region_path})")
     if report.model_rejected_share:
         msg += (
             f"; the model rejected {100 * report.model_rejected_share:.1f}% of the events it drew "

@@ -117,7 +117,7 @@ def prepare(
         for path in paths if workers == 1 else ():
             src = _source_entry(path)
             for chunk in iter_events(path, report=report, **options):
-                _append_chunk(chunk, raw_dir, raw_names, totals, src, specs)
+                _append_source_chunk(chunk, raw_dir, raw_names, totals, src, specs)
                 if progress is not None:
                     progress(len(chunk))
             sources.append(src)
@@ -132,6 +132,7 @@ def prepare(
                    else "") + "); check the input files",
                 "0 events",
             )
+        process_params = _name_points(totals, raw_names, sources)
         processes = sorted(totals)
         counts: dict[str, dict[str, int]] = {s: {} for s in SPLITS}
         weights: dict[str, dict[str, float]] = {s: {} for s in SPLITS}
@@ -173,6 +174,7 @@ def prepare(
             "seed": seed,
             "fractions": {"val": val, "test": test},
             "processes": processes,
+            "process_params": process_params,
             "sources": sources,
             "counts": counts,
             "weight_sum": weights,
@@ -216,6 +218,7 @@ def _source_entry(path: Path) -> dict[str, Any]:
         "events": 0,
         "events_by_process": {},
         "events_by_split": {split: {} for split in SPLITS},
+        "params": {},
     }
 
 
@@ -229,7 +232,7 @@ def _parse_file(
     raw_dir.mkdir()
     src, raw_names, totals, report = _source_entry(path), {}, {}, {}
     for chunk in iter_events(path, report=report, **options):
-        _append_chunk(chunk, raw_dir, raw_names, totals, src, specs)
+        _append_source_chunk(chunk, raw_dir, raw_names, totals, src, specs)
     return src, raw_names, report
 
 
@@ -286,12 +289,17 @@ def _append_chunk(
     totals: dict[str, int],
     src: dict[str, Any],
     specs: dict[str, tuple[np.dtype, tuple[int, ...]]],
+    key: str = "",
 ) -> None:
-    """Append a chunk's events to the per-process temporary raw files."""
+    """Append a chunk's events to the per-process temporary raw files.
+
+    Processes are keyed by ``name + key`` (``key``: the source's parameter point, see
+    :func:`_point_key`), renamed by :func:`_name_points` once every source is read.
+    """
     codes = chunk.process_code
     present = np.unique(codes) if len(chunk) else np.zeros(0, np.int32)
     for code in present:
-        proc = chunk.process_names[int(code)]
+        proc = chunk.process_names[int(code)] + key
         part = chunk if len(present) == 1 else chunk[codes == code]
         if proc not in raw_names:
             raw_names[proc] = f"r{len(raw_names):05d}"
@@ -305,6 +313,71 @@ def _append_chunk(
         totals[proc] = totals.get(proc, 0) + n
         src["events"] += n
         src["events_by_process"][proc] = src["events_by_process"].get(proc, 0) + n
+
+
+def _append_source_chunk(
+    chunk: Events, raw_dir: Path, raw_names: dict[str, str], totals: dict[str, int],
+    src: dict[str, Any], specs: dict[str, tuple[np.dtype, tuple[int, ...]]],
+) -> None:
+    """:func:`_append_chunk` keyed by the source's parameter point (read from its first chunk)."""
+    if src["events"] == 0 and not src["params"]:
+        src["params"] = _file_params(chunk)
+    _append_chunk(chunk, raw_dir, raw_names, totals, src, specs, _point_key(src["params"]))
+
+
+def _file_params(chunk: Events) -> dict[str, float]:
+    """The numeric simulation parameters a file records (``meta["params"]`` of ``fastmc
+    simulate`` output, GeV), or {} (Dark Machines CSV files record none)."""
+    params = (chunk.meta or {}).get("params")
+    if not isinstance(params, dict):
+        return {}
+    return {str(k): float(v) for k, v in params.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+_KEY_SEP = "\x00"
+
+
+def _point_key(params: dict[str, float]) -> str:
+    return _KEY_SEP + json.dumps(params, sort_keys=True) if params else ""
+
+
+def _name_points(
+    totals: dict[str, int], raw_names: dict[str, str], sources: list[dict[str, Any]]
+) -> dict[str, dict[str, float]]:
+    """Rename the raw process keys (name + parameter point) in place to store process names.
+
+    A process whose sources carry one parameter point (or none) keeps its name; one simulated
+    at several points gets a name per point naming the parameters that differ between them
+    (:func:`fastmc.points.point_name`, e.g. ``gluino_01@m_gluino=1000``).  Returns the full
+    parameters of every process that has any.
+    """
+    from fastmc.points import point_name
+
+    points: dict[str, list[tuple[str, dict[str, float]]]] = {}
+    for key in totals:
+        name, _, js = key.partition(_KEY_SEP)
+        points.setdefault(name, []).append((key, json.loads(js) if js else {}))
+    rename: dict[str, str] = {}
+    process_params: dict[str, dict[str, float]] = {}
+    for name, pts in points.items():
+        keys = sorted({k for _, p in pts for k in p})
+        varying = [k for k in keys if len({p.get(k) for _, p in pts}) > 1]
+        for key, params in pts:
+            new = point_name(name, {k: params[k] for k in varying if k in params})
+            if new in rename.values():
+                raise ValueError(
+                    f"the parameter points of {name} cannot be told apart by their names "
+                    f"({new}); simulate them with parameters that differ in the 6th digit"
+                )
+            rename[key] = new
+            if params:
+                process_params[new] = params
+    for table in (totals, raw_names, *(src["events_by_process"] for src in sources)):
+        old = dict(table)
+        table.clear()
+        table.update({rename[k]: v for k, v in old.items()})
+    return process_params
 
 
 def _split_process(

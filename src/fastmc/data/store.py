@@ -25,7 +25,10 @@ another process does not change the split of the others.
 code), ``sources`` (per input file: name, path, size, mtime_ns, sha256, events,
 events_by_process, events_by_split), ``counts`` and ``weight_sum`` (per split and process),
 ``cross_section_weight`` (summed weight per process over all splits: sigma x luminosity for
-Dark Machines files), ``arrays`` (dtype and per-event shape), ``files`` (every shard's
+Dark Machines files), ``process_params`` (simulation parameters per process, from the files'
+metadata; each source also records its ``params``: a process simulated at several parameter
+points becomes one process per point, named ``process@key=value``, see
+:mod:`fastmc.points`), ``arrays`` (dtype and per-event shape), ``files`` (every shard's
 relative path -> size in bytes and CRC-32, checked on open; also the list of what fastmc
 wrote, the only files ``prepare --overwrite`` removes), ``skipped`` and ``truncated``.
 

@@ -67,10 +67,19 @@ class Condition:
 
     Attributes
     ----------
-    process : str or None   process name (one of the model's ``processes``; None: the first)
+    process : str or None   process name (one of the model's ``processes``; None: the first),
+                            or, with ``params``, a family of parameter points (``gluino_01``)
+    params : dict or None   physical parameters of the point (GeV), e.g. ``{"m_gluino": 1600}``,
+                            for a model with :attr:`GenerativeModel.param_conditional`
+                            (see :mod:`fastmc.points`)
+    lead_range : (lo, hi)   GeV bounds of the model's leading observable
+                            (:attr:`GenerativeModel.lead_observable`): it is drawn from its
+                            learned distribution truncated to them (None: not truncated)
     """
 
     process: str | None = None
+    params: Mapping[str, float] | None = None
+    lead_range: tuple[float, float] | None = None
 
 
 # ---------------------------------------------------------------------------- the interface
@@ -153,6 +162,29 @@ class GenerativeModel(torch.nn.Module):
         returns ``batch_size``; None (the default) if the model has no such core.
         """
         return None
+
+    @property
+    def process_conditional(self) -> bool:
+        """Whether ``sample(condition=Condition(process=p))`` returns events of ``p`` alone.
+
+        True for a one-process model; a multi-process model that learns one undifferentiated
+        mixture returns False (the default), and the generate workflow then refuses
+        ``process=...`` instead of stamping the label on mixture events.
+        """
+        return len(self.processes) == 1
+
+    @property
+    def lead_observable(self) -> str | None:
+        """The observable (a name of :mod:`fastmc.evaluate.observables`, e.g. ``"met"``) the
+        model is conditioned on and can draw truncated to ``Condition.lead_range``; None (the
+        default) for a model without one."""
+        return None
+
+    @property
+    def param_conditional(self) -> bool:
+        """Whether ``sample`` accepts ``Condition(process=family, params={...})`` for points
+        between the trained parameter points (default False)."""
+        return False
 
     def generation_stats(self) -> dict[str, int]:
         """Cumulative counts of events the model drew and rejected inside :meth:`sample`

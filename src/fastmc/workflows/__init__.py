@@ -6,6 +6,9 @@
 ``train_store``     training from an event store (:func:`train_from_store`)
 ``priors``          fitting a latent-variable model's priors on its training events
 ``generate``        streamed, sharded, seeded generation into an event file
+``conditioning``    what a run draws (process, mixture, cocktail, parameter point) and keeps
+                    (channel, ``--where`` region; truncated leading observable)
+``evaluate_processes``  per-process evaluation of multi-process samples
 ``bench``           generation (and simulation) speed
 ``study``           a grid of models and priors, trained, generated and evaluated
 ``study_summary``   the written ranking of a study
@@ -25,9 +28,11 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "demo_config",
+    "evaluate_per_process",
     "fit_prior",
     "generate",
     "generate_events",
+    "process_plan",
     "run_bench",
     "run_study",
     "train_from_store",
@@ -39,9 +44,11 @@ _WHERE = {
     "TrainConfig": "train_config",
     "TrainResult": "train_config",
     "demo_config": "demo",
+    "evaluate_per_process": "evaluate_processes",
     "fit_prior": "priors",
     "generate": "generate",
     "generate_events": "generate",
+    "process_plan": "conditioning",
     "run_bench": "bench",
     "run_study": "study",
     "train_from_store": "train_store",

@@ -25,8 +25,11 @@ generated event gets ``cross_section_weight / n``, so the generated sample repre
 cross section x luminosity as the training sample.  Without that information the weight is 1.
 
 Selection: ``channel="chan1"`` (etc., :func:`fastmc.selection.passes_channel`) keeps only
-events passing the reference sample's selection, generating until ``n`` are accepted; the
-rejected share is reported.
+events passing the reference sample's selection, and ``where="met > 500"`` only events in a
+kinematic region (:mod:`fastmc.region`), generating until ``n`` are accepted; the efficiency is
+reported and recorded in the metadata.  What is drawn (one process, the training mixture, a
+cross-section cocktail, a parameter point) and the selection are
+:mod:`fastmc.workflows.conditioning`'s (docs/conditioning.md).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import dataclasses
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +53,16 @@ from fastmc.errors import ConfigError
 from fastmc.events import Events
 from fastmc.models.base import Condition, GenerativeModel, is_latent
 from fastmc.models.modeldir import load_model
+from fastmc.region import Region
+from fastmc.workflows.conditioning import (
+    ProcessPlan,
+    Selection,
+    cocktail_events,
+    draw_batch,
+    lead_range,
+    process_plan,
+    with_lead_range,
+)
 
 __all__ = [
     "GenerateReport",
@@ -113,6 +126,10 @@ class GenerateReport:
     weight: float
     part: tuple[int, int] | None = None
     events: tuple[int, int] | None = None  # [start, stop) of the whole run in this part
+    efficiency: float | None = None
+    where: str | None = None
+    process_counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    region_path: str | None = None
     model_rejected_share: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -173,28 +190,21 @@ def _check_arguments(
     prior: str,
     batch_size: int,
     shard_size: int,
-    channel: str | None,
     truth_events: str | os.PathLike[str] | None,
-    min_acceptance: float,
     part: tuple[int, int] | None = None,
+    selecting: bool = False,
 ) -> None:
     """ConfigError for arguments of :func:`generate_events` that cannot work."""
-    if part is not None and (channel is not None or prior == "truth"):
+    if part is not None and (selecting or prior == "truth"):
         raise ConfigError(
             "--shard needs every generated event kept in order: it does not combine with "
-            "--channel or --prior truth; select with `fastmc convert`/your analysis afterwards"
+            "--channel, --where or --prior truth; select with `fastmc convert`/your analysis "
+            "afterwards"
         )
     if n < 0:
         raise ConfigError(f"n must be >= 0, got {n}")
     if batch_size < 1 or shard_size < 1:
         raise ConfigError("batch_size and shard_size must be >= 1")
-    if not 0 < min_acceptance <= 1:
-        raise ConfigError(f"min_acceptance must be in (0, 1], got {min_acceptance}")
-    if channel is not None:
-        from fastmc.selection import CHANNELS
-
-        if channel not in CHANNELS:
-            raise ConfigError(f"unknown channel {channel!r}; choose one of {', '.join(CHANNELS)}")
     check_prior(model, prior)
     if prior == "truth" and truth_events is None:
         raise ConfigError(
@@ -225,73 +235,95 @@ def generate_events(
     *,
     prior: str = "normal",
     process: str | None = None,
+    cocktail: bool = False,
+    params: Mapping[str, float] | None = None,
+    force: bool = False,
     batch_size: int = 10_000,
     seed: int = 0,
     shard_size: int = 1_000_000,
     channel: str | None = None,
+    where: str | Region | None = None,
     truth_events: str | os.PathLike[str] | None = None,
     min_acceptance: float = 1e-3,
+    pilot_events: int = 10_000,
+    region_path: str = "auto",
     stats: dict[str, Any] | None = None,
     part: tuple[int, int] | None = None,
 ) -> Iterator[Events]:
     """Yield batches of generated Events (GeV) until ``n`` are produced (see module doc).
 
-    With ``part=(k, m)`` only the events :func:`part_range` of the run of ``n`` are yielded,
-    with their event ids in the whole run.
-
-    ``stats`` (a dict the caller passes) receives ``attempted`` (events generated),
-    ``passed`` (of those, passing ``channel``; the surplus of the last batch included),
-    ``accepted`` (yielded) and ``shards``.
-    Raises ValueError if a channel keeps less than ``min_acceptance`` of the events after the
-    first 10 batches.
+    ``process`` / ``cocktail``: what to draw (:func:`fastmc.workflows.conditioning.process_plan`;
+    neither: the training mixture; ``params``: a parameter point of the family ``process``,
+    ``force``: also outside the trained range).  ``channel`` / ``where``: keep only events
+    passing the channel and inside the region (rejection); after ``pilot_events`` generated
+    events a selection keeping less than ``min_acceptance`` of them raises ConfigError with the
+    expected cost.  ``region_path="auto"`` truncates the leading observable of a model that has
+    one to the region's bounds first (:func:`fastmc.workflows.conditioning.lead_range`);
+    ``"rejection"`` never does.  With ``part=(k, m)`` only the events :func:`part_range` of
+    the run of ``n`` are yielded, with their event ids in the whole run.  ``stats`` (a dict
+    the caller passes) receives ``attempted`` (events generated), ``passed`` (of those,
+    passing the selection; the surplus of the last batch included), ``accepted`` (yielded),
+    ``shards`` and ``region_path``.
     """
-    _check_arguments(model, n, prior, batch_size, shard_size, channel, truth_events,
-                     min_acceptance, part)
+    selection = Selection.build(channel, where, min_acceptance, pilot_events)
+    _check_arguments(model, n, prior, batch_size, shard_size, truth_events, part,
+                     selection.active)
     first, stop = part_range(n, shard_size, part)
-    pidx = model.process_index(process)
-    pname = model.processes[pidx]
-    weight = event_weight(model, pname, n)
+    plan, bounds = _plan(model, selection, region_path, process=process, cocktail=cocktail,
+                         prior=prior, params=params, force=force)
     device = model.device
     k = getattr(model.config, "max_objects", None) or 19
     truth_batches = _TruthBatches(truth_events, batch_size, k) if prior == "truth" else None
+    weights = np.array([plan.event_weight(name, n) for name in plan.names])
     stats = stats if stats is not None else {}
+    stats["region_path"] = _region_path(model, bounds)
     accepted = attempted = first
     passed = 0
     shard = -1
     gen: torch.Generator | None = None
+    checked, t0 = False, time.perf_counter()
     while accepted < stop:
         # a batch never crosses a shard boundary
         if attempted // shard_size != shard or gen is None:
             shard = attempted // shard_size
             gen = torch.Generator(device=device).manual_seed(shard_seed(seed, shard))
         left_in_shard = (shard + 1) * shard_size - attempted
-        b = min(batch_size, left_in_shard, stop - accepted if channel is None else batch_size)
+        b = min(batch_size, left_in_shard, batch_size if selection.active else stop - accepted)
         truth = truth_batches.take(b, device) if truth_batches is not None else None
-        raw = sample_batch(model, b, prior, Condition(process=pname), gen, truth)
+        raw = draw_batch(model, plan, b, prior, gen, truth)
         attempted += b
-        events = raw.to_events(process_names=model.processes, event_id_start=accepted)
+        events = raw.to_events(process_names=plan.names, event_id_start=accepted)
         _check_output_events(events)
-        if channel is not None:
-            from fastmc.selection import passes_channel
-
-            keep = passes_channel(events, channel)
+        if selection.active:
+            keep = selection.keep(events)
             passed += int(keep.sum())
             events = events[keep][: stop - accepted]
-            if attempted >= 10 * batch_size and passed < min_acceptance * attempted:
-                raise ConfigError(
-                    f"only {passed} of {attempted} generated events pass "
-                    f"{channel}; the model does not produce this selection. Train longer or "
-                    "generate without --channel."
-                )
             events.event_id[:] = np.arange(accepted, accepted + len(events))
+            checked = selection.check(attempted - first, passed, n, time.perf_counter() - t0,
+                                      checked)
         else:
             passed += len(events)
-        events.weight[:] = weight
+        events.weight[:] = weights[events.process_code]
         accepted += len(events)
         stats.update(attempted=attempted - first, accepted=accepted - first, passed=passed,
                      shards=shard + 1 - first // shard_size)
         if len(events):
             yield events
+
+
+def _plan(model: GenerativeModel, selection: Selection, region_path: str, **what: Any
+          ) -> tuple[ProcessPlan, tuple[float, float] | None]:
+    """The run's :class:`ProcessPlan` (``what``: process_plan's keywords) and the bounds of the
+    leading observable it is truncated to (None: rejection only)."""
+    plan = process_plan(model, **what)
+    bounds = lead_range(model, plan, selection, region_path)
+    return (plan if bounds is None else with_lead_range(plan, bounds)), bounds
+
+
+def _region_path(model: GenerativeModel, bounds: tuple[float, float] | None) -> str:
+    if bounds is None:
+        return "rejection"
+    return f"truncated {model.lead_observable} in {list(bounds)} GeV, then rejection"
 
 
 def _check_output_events(events: Events) -> None:
@@ -319,83 +351,129 @@ def _seed_meta(n: int, seed: int, shard_size: int, part: tuple[int, int] | None)
             "events": [first, stop]}
 
 
+def _load(model: GenerativeModel | str | os.PathLike[str], device: str
+          ) -> tuple[GenerativeModel, str | None]:
+    dev = resolve_device(device)
+    if not isinstance(model, GenerativeModel):
+        return load_model(model, device=dev), str(Path(model).resolve())
+    return model.to(dev).eval(), None
+
+
+def _run_size(model: GenerativeModel, n: int | None, cocktail: bool, lumi: float | None) -> int:
+    """``n``, or the events of a cocktail at ``lumi`` fb^-1; ConfigError if neither or both."""
+    if lumi is not None:
+        if not cocktail or n is not None:
+            raise ConfigError("--lumi sets the number of events of a --cocktail: pass it instead of -n")
+        return cocktail_events(model, lumi)
+    if n is None:
+        raise ConfigError("pass the number of events (-n), or --cocktail --lumi")
+    return n
+
+
+def _run_meta(stats: dict[str, Any], plan: ProcessPlan, counts: np.ndarray, channel: str | None,
+              where: str | Region | None, min_efficiency: float, pilot_events: int
+              ) -> dict[str, Any]:
+    """What a run adds to the output's metadata at the end: the events of each process and,
+    with a selection, its counts, efficiency and path."""
+    out: dict[str, Any] = {"process_counts": {p: int(c) for p, c in
+                                              zip(plan.names, counts, strict=True) if c}}
+    if channel is not None or where is not None:
+        attempted, passed = int(stats.get("attempted", 0)), int(stats.get("passed", 0))
+        out.update(Selection.build(channel, where, min_efficiency, pilot_events)
+                   .metadata(attempted, passed), region_path=stats.get("region_path"))
+    return out
+
+
+def _metadata(model: GenerativeModel, model_dir: str | None, plan: ProcessPlan, n: int, *,
+              prior: str, lumi: float | None, force: bool, seed: int, batch_size: int,
+              channel: str | None, where: str | Region | None) -> dict[str, Any]:
+    """The output file's metadata of a :func:`generate` run (before the selection counts)."""
+    return {
+        "generator": "fastmc", "fastmc_version": __version__, "model": model.name,
+        "model_dir": model_dir, "prior": prior, "process": plan.label, "mode": plan.mode,
+        "process_fractions": plan.fractions, "lumi_fb": lumi, "params": plan.params,
+        "forced": bool(force and plan.mode == "point"), "n": int(n), "seed": int(seed),
+        "batch_size": int(batch_size), "channel": channel,
+        "where": None if where is None else str(where),
+        "weights": {p: plan.event_weight(p, n) for p in plan.fractions},
+        "weight": plan.event_weight(plan.label, n) if len(plan.fractions) == 1 else None,
+    }
+
+
 def generate(
     model: GenerativeModel | str | os.PathLike[str],
     out_path: str | os.PathLike[str],
-    n: int,
+    n: int | None,
     *,
     prior: str = "normal",
     process: str | None = None,
+    cocktail: bool = False,
+    lumi: float | None = None,
+    params: Mapping[str, float] | None = None,
+    force: bool = False,
     batch_size: int = 10_000,
     seed: int = 0,
     device: str = "auto",
     shard_size: int = 1_000_000,
     channel: str | None = None,
+    where: str | Region | None = None,
+    min_efficiency: float = 1e-3,
+    pilot_events: int = 10_000,
+    region_path: str = "auto",
     truth_events: str | os.PathLike[str] | None = None,
     progress: Callable[[int], None] | None = None,
     part: tuple[int, int] | None = None,
 ) -> GenerateReport:
     """Generate ``n`` events into ``out_path`` (.csv, .csv.gz, .parquet or .root), atomically.
 
-    ``model`` is a model directory or a loaded model.  ``progress(k)`` is called with the
+    ``model`` is a model directory or a loaded model.  ``process`` / ``cocktail`` / ``where`` /
+    ``channel`` / ``params`` / ``force`` / ``region_path``: see :func:`generate_events`
+    (``min_efficiency`` is its ``min_acceptance``).  ``lumi`` (fb^-1, cocktails only) sets
+    ``n`` = sigma_total x lumi (``n`` must be None).  ``progress(k)`` is called with the
     number of events written after each batch.  ``part=(k, m)`` writes only part ``k`` of
-    ``m`` of the run of ``n`` events (module doc; the metadata records it).  Returns a
-    :class:`GenerateReport`.
+    ``m`` of the run of ``n`` events (module doc).  The output's metadata records the plan,
+    the seeds, the part and the selection's efficiency.  Returns a :class:`GenerateReport`.
     """
     from fastmc.io import open_writer
 
-    dev = resolve_device(device)
-    model_dir = None
-    if not isinstance(model, GenerativeModel):
-        model_dir = str(Path(model).resolve())
-        model = load_model(model, device=dev)
-    else:
-        model = model.to(dev).eval()
-    pname = model.processes[model.process_index(process)]
+    model, model_dir = _load(model, device)
+    plan = process_plan(model, process=process, cocktail=cocktail, prior=prior, params=params,
+                        force=force)
+    n = _run_size(model, n, cocktail, lumi)
     first, stop = part_range(n, shard_size, part)
-    meta = {"generator": "fastmc", "fastmc_version": __version__, "model": model.name,
-            "model_dir": model_dir, "prior": prior, "process": pname, "n": int(n),
-            "seed": int(seed), "batch_size": int(batch_size), "channel": channel,
-            "weight": event_weight(model, pname, n),
+    meta = {**_metadata(model, model_dir, plan, n, prior=prior, lumi=lumi, force=force, seed=seed,
+                        batch_size=batch_size, channel=channel, where=where),
             **_seed_meta(n, seed, shard_size, part)}
     stats: dict[str, Any] = {}
+    counts = np.zeros(len(plan.names), np.int64)
     t0 = time.perf_counter()
     before = model.generation_stats()
     with open_writer(out_path, meta=meta) as writer:
         for events in generate_events(
-            model,
-            n,
-            prior=prior,
-            process=pname,
-            batch_size=batch_size,
-            seed=seed,
-            shard_size=shard_size,
-            channel=channel,
-            truth_events=truth_events,
-            stats=stats,
-            part=part,
+            model, n, prior=prior, process=process, cocktail=cocktail, params=params, force=force,
+            batch_size=batch_size, seed=seed, shard_size=shard_size, channel=channel, where=where,
+            truth_events=truth_events, min_acceptance=min_efficiency, pilot_events=pilot_events,
+            region_path=region_path, stats=stats, part=part,
         ):
             writer.write(events)
+            counts += np.bincount(events.process_code, minlength=len(plan.names))
             if progress is not None:
                 progress(len(events))
+        writer.meta.update(_run_meta(stats, plan, counts, channel, where, min_efficiency,
+                                     pilot_events))
         rejection = _model_rejection(before, model.generation_stats())
         writer.meta["model_rejection"] = rejection
+    attempted, passed = int(stats.get("attempted", 0)), int(stats.get("passed", 0))
     seconds = time.perf_counter() - t0
-    attempted = int(stats.get("attempted", 0))
     return GenerateReport(
-        path=str(out_path),
-        n=stop - first,
-        attempted=attempted,
-        rejected_share=1.0 - stats.get("passed", 0) / attempted if attempted else 0.0,
-        seconds=seconds,
-        events_per_s=(stop - first) / seconds if seconds > 0 else math.inf,
-        prior=prior,
-        process=pname,
-        seed=int(seed),
-        shards=int(stats.get("shards", 0)),
-        weight=meta["weight"],
-        part=part,
-        events=(first, stop),
+        path=str(out_path), n=stop - first, attempted=attempted,
+        rejected_share=1.0 - passed / attempted if attempted else 0.0, seconds=seconds,
+        events_per_s=(stop - first) / seconds if seconds > 0 else math.inf, prior=prior,
+        process=plan.label, seed=int(seed), shards=int(stats.get("shards", 0)),
+        weight=meta["weight"] if meta["weight"] is not None else float("nan"), part=part,
+        events=(first, stop), efficiency=passed / attempted if attempted else None,
+        where=meta["where"], process_counts=writer.meta["process_counts"],
+        region_path=writer.meta.get("region_path"),
         model_rejected_share=rejection["rejected_share"],
     )
 

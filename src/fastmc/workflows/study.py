@@ -262,10 +262,13 @@ def _truth_file(store_path: Path, fresh: bool) -> Path:
     return path
 
 
-def _generate_all(config: StudyConfig, run: ModelRun, proc_name: str, store: Path, model_dir: Path,
-                  gen_dir: Path, fresh: bool, progress: ProgressFactory,
+def _generate_all(config: StudyConfig, run: ModelRun, proc_name: str | None, store: Path,
+                  model_dir: Path, gen_dir: Path, fresh: bool, progress: ProgressFactory,
                   log: Callable[[str], None]) -> list[dict[str, Any]]:
-    """Fit each prior of the grid and generate a sample with it; one dict per sample."""
+    """Fit each prior of the grid and generate a sample with it; one dict per sample.
+
+    ``proc_name`` None (a store of several processes): the training mixture, priors fitted for
+    every process, and no truth-prior sample (it encodes events of one process)."""
     from fastmc.data.store import open_store
     from fastmc.models.base import is_latent
     from fastmc.models.modeldir import load_model
@@ -286,10 +289,14 @@ def _generate_all(config: StudyConfig, run: ModelRun, proc_name: str, store: Pat
         if comps is not None:
             st = open_store(store)
             t0 = time.perf_counter()
-            with progress(f"fit {label} prior ({run.label})", 500) as advance:
-                fit_prior(model, st, kind, process=proc_name, components=comps, seed=0,
-                          progress=advance)
+            for fit_proc in [proc_name] if proc_name else list(model.processes):
+                with progress(f"fit {label} prior ({run.label}, {fit_proc})", 500) as advance:
+                    fit_prior(model, st, kind, process=fit_proc, components=comps, seed=0,
+                              progress=advance)
             t_fit = time.perf_counter() - t0
+        if kind == "truth" and proc_name is None:
+            log(f"{run.label}: no truth-prior sample for a store of several processes")
+            continue
         truth = _truth_file(store, fresh) if kind == "truth" else None
         with progress(f"generate {run.label} / {label}", gcfg["events"]) as advance:
             rep = generate(model, out, gcfg["events"], prior=kind, process=proc_name,
@@ -336,8 +343,9 @@ def run_study(
         store_path = _store(config, name, files, out, fresh, progress, log)
         store = open_store(store_path)
         proc_names = store.processes
-        # the models are trained on the whole store; the generated process is its first one
-        proc_name = proc_names[0]
+        # the models are trained on the whole store; with several processes they generate the
+        # training mixture (per-process labels), compared with the whole test split
+        proc_name = proc_names[0] if len(proc_names) == 1 else None
         samples: list[dict[str, Any]] = []
         train_s: dict[str, float] = {}
         for run in runs:

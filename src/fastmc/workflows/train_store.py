@@ -72,6 +72,9 @@ def _process_info(store: Any, processes: tuple[str, ...]) -> dict[str, Any]:
             # sigma x 10/fb summed over every split: what a generated sample should total
             "cross_section_weight": float(xsec.get(p, store.weight_sum("train", p))),
         }
+        params = (store.meta.get("process_params") or {}).get(p)
+        if params:  # simulation parameters of the point (fastmc simulate, kept by prepare)
+            out[p]["params"] = dict(params)
     return out
 
 

@@ -27,6 +27,13 @@ class VAEConfig:
     standardize : bool          standardise features with training statistics (False)
     sample_types : bool         at generation, sample object types from the softmax instead
                                 of taking the argmax (False: the theses' argmax)
+    process_input : bool        with several processes, feed the process label (one-hot) to
+                                the encoder trunk and the decoder: a conditional VAE that
+                                generates one chosen process (True; no effect with one process)
+    lead : str                  "none", "met" or "ht": also condition on this leading
+                                observable (log10 GeV), drawn at generation from its learned
+                                per-process distribution, truncated to a --where region's
+                                bounds (the faster region path; docs/conditioning.md)
     """
 
     latent_dim: int = setting(80, ge=1)
@@ -38,6 +45,8 @@ class VAEConfig:
     encoding: Literal["thesis", "physics"] = "thesis"
     standardize: bool = False
     sample_types: bool = False
+    process_input: bool = True
+    lead: Literal["none", "met", "ht"] = "none"
 
     def __post_init__(self) -> None:
         check_config(self)

@@ -13,6 +13,22 @@ Variator
     beta: z = mu + eps * exp(0.5 logvar), loss term beta * KL(q(z|x) || N(0, 1));
     alpha: z = mu + N(0, alpha^2) noise, no KL term (the alpha variant has no log-variance
     head).
+Process label (``process_input``, on by default)
+    with several processes the label of each event's process is concatenated to the encoder's
+    branch outputs (before the trunk) and to the latent code (before the decoder): a
+    conditional VAE, so ``sample(condition=Condition(process="ttbar"))`` decodes ttbar events
+    from any latent prior.  The label (:class:`fastmc.points.ProcessSpace`) is the one-hot
+    family followed by the standardised physical parameters of the point, so a model trained
+    on ``gluino_01@m_gluino=1000``, ``...=1400``, ``...=1800`` also decodes
+    ``Condition(process="gluino_01", params={"m_gluino": 1600})``.  With one process there is
+    no label input.
+Leading observable (``lead``: "met" or "ht"; off by default)
+    log10 of the event's MET or HT (GeV), standardised, is one more input of the encoder trunk
+    and the decoder.  ``fit_data`` stores its quantiles per process (``lead_quantiles``
+    [P, 257]); ``sample`` draws it by inverse-CDF sampling, truncated to
+    ``Condition.lead_range`` (a ``--where`` region's bounds on it), so a region in the tail of
+    MET is reached without generating the bulk (the faster region path).  The decoded MET or HT
+    is the decoder's own output, not the drawn value: the caller still applies the region.
 Decoder
     ``decoder_widths`` x (Dense + ReLU) (2 x 512), then three heads, each Dense(``head_width``)
     + ReLU -> Dense: types (K x 8 logits, softmax), features (K x 4), MET (2).
@@ -33,6 +49,7 @@ The model holds no I/O: saving and loading is :mod:`fastmc.models.modeldir`'s jo
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -40,11 +57,25 @@ import torch
 from torch import nn
 
 from fastmc.data.batch import RawBatch
+from fastmc.errors import ConfigError
 from fastmc.models.base import Condition, GenerativeModel, LatentVariableMixin, register_model
 from fastmc.models.vae.config import AlphaVAEConfig, BetaVAEConfig, VAEConfig
 from fastmc.models.vae.encoding import Encoding, EncodingConfig
+from fastmc.points import ProcessSpace
 
 __all__ = ["VAE", "AlphaVAE", "AlphaVAEConfig", "BetaVAE", "BetaVAEConfig", "VAEConfig"]
+
+
+#: quantiles of the leading observable kept per process (``lead``)
+_N_QUANTILES = 257
+
+
+def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
+    """Piecewise-linear interpolation (numpy.interp) of ``x`` on increasing ``xp`` -> ``fp``."""
+    i = torch.searchsorted(xp, x.contiguous()).clamp(1, len(xp) - 1)
+    x0, x1, f0, f1 = xp[i - 1], xp[i], fp[i - 1], fp[i]
+    t = torch.where(x1 > x0, (x - x0) / (x1 - x0).clamp_min(1e-300), torch.zeros_like(x))
+    return f0 + t.clamp(0, 1) * (f1 - f0)
 
 
 def _mlp(n_in: int, widths: tuple[int, ...]) -> tuple[nn.Sequential, int]:
@@ -74,11 +105,21 @@ class VAE(LatentVariableMixin, GenerativeModel):
         self.branch_types, w_t = _mlp(k * self.n_classes, c.branch_widths)
         self.branch_features, w_f = _mlp(k * self.n_features, c.branch_widths)
         self.branch_met, w_m = _mlp(Encoding.met_dim, c.branch_widths)
-        self.trunk, w = _mlp(w_t + w_f + w_m, c.trunk_widths)
+        #: process label width (0: no label input, see the module docstring)
+        self.space = ProcessSpace.from_names(self.processes)
+        multi = c.process_input and len(self.processes) > 1
+        self.n_labels = self.space.label_dim if multi else 0
+        self.register_buffer("label_table", self.space.labels(), persistent=False)
+        self.n_lead = 0 if c.lead == "none" else 1
+        if self.n_lead:  # (not registered without lead: older model directories still load)
+            self.register_buffer("lead_quantiles", torch.zeros(len(self.processes), _N_QUANTILES,
+                                                               dtype=torch.float64))
+            self.register_buffer("lead_scale", torch.tensor([0.0, 1.0], dtype=torch.float64))
+        self.trunk, w = _mlp(w_t + w_f + w_m + self.n_labels + self.n_lead, c.trunk_widths)
         self.pre_latent = nn.Sequential(nn.Linear(w, 2 * c.latent_dim), nn.BatchNorm1d(2 * c.latent_dim))
         self.mean_head = nn.Linear(2 * c.latent_dim, c.latent_dim)
         self.logvar_head = nn.Linear(2 * c.latent_dim, c.latent_dim) if self.has_logvar else None
-        self.decoder, wd = _mlp(c.latent_dim, c.decoder_widths)
+        self.decoder, wd = _mlp(c.latent_dim + self.n_labels + self.n_lead, c.decoder_widths)
         self.head_types = nn.Sequential(
             nn.Linear(wd, c.head_width), nn.ReLU(), nn.Linear(c.head_width, k * self.n_classes)
         )
@@ -90,8 +131,77 @@ class VAE(LatentVariableMixin, GenerativeModel):
         )
 
     # -- networks ------------------------------------------------------------------------
-    def encode(self, raw: RawBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Latent mean [B, latent] and log-variance [B, latent] (None for alpha) of events."""
+    @property
+    def process_conditional(self) -> bool:
+        """True: the decoder takes the process label (or there is one process)."""
+        return self.n_labels > 0 or len(self.processes) == 1
+
+    @property
+    def lead_observable(self) -> str | None:
+        return None if self.config.lead == "none" else self.config.lead
+
+    def lead_log10(self, raw: RawBatch) -> torch.Tensor:
+        """log10 of the leading observable (MET or HT, GeV, floored at 1e-3) [B], float64."""
+        if self.config.lead == "met":
+            value = raw.met.double()
+        else:
+            jets = (raw.types == 1) | (raw.types == 2)
+            value = torch.where(jets, raw.p4[..., 1].double(), 0.0).sum(dim=1)
+        return value.clamp_min(1e-3).log10()
+
+    def _lead_input(self, log10: torch.Tensor | None, b: int, like: torch.Tensor) -> list[torch.Tensor]:
+        """``[standardised lead [B, 1]]`` (None: the mean), or ``[]`` without lead input."""
+        if not self.n_lead:
+            return []
+        if log10 is None:
+            return [like.new_zeros(b, 1)]
+        mean, std = self.lead_scale
+        return [((log10.to(like.device).double() - mean) / std).to(like.dtype)[:, None]]
+
+    def _draw_lead(self, n: int, process: int, lead_range: tuple[float, float] | None,
+                   generator: torch.Generator | None) -> torch.Tensor:
+        """log10 lead values [n] by inverse-CDF sampling of ``process``'s quantiles, truncated
+        to ``lead_range`` (GeV); ConfigError when the range holds no training events."""
+        q = self.lead_quantiles[process]
+        grid = torch.linspace(0, 1, q.numel(), dtype=torch.float64, device=q.device)
+        lo_u, hi_u = 0.0, 1.0
+        if lead_range is not None:
+            lo, hi = (math.log10(max(v, 1e-3)) if math.isfinite(v) else v for v in lead_range)
+            lo_u, hi_u = (float(_interp(torch.tensor([v], dtype=torch.float64, device=q.device), q, grid))
+                          for v in (lo, hi))
+            if hi_u - lo_u < 1.0 / (q.numel() - 1) / 100:
+                raise ConfigError(
+                    f"no training events of {self.processes[process]} have {self.config.lead} in "
+                    f"{lead_range} GeV: the model cannot be asked for this region"
+                )
+        u = torch.rand(n, generator=generator, device=self.device, dtype=torch.float64)
+        return _interp(lo_u + (hi_u - lo_u) * u.to(q.device), grid, q)
+
+    @property
+    def param_conditional(self) -> bool:
+        """True: the label carries physical parameters (points of a family, see module doc)."""
+        return self.n_labels > 0 and self.space.has_params
+
+    def _labels(self, process: torch.Tensor | None, b: int, like: torch.Tensor,
+                label: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """``[labels [B, label_dim]]`` of process codes [B] (None: process 0) or of one given
+        ``label`` [label_dim]; ``[]`` without label input."""
+        if not self.n_labels:
+            return []
+        if label is not None:
+            return [label.to(like.device, like.dtype).expand(b, -1)]
+        if process is None:
+            process = torch.zeros(b, dtype=torch.long, device=like.device)
+        return [self.label_table.to(like.device, like.dtype)[process.to(like.device).long()]]
+
+    def encode(
+        self, raw: RawBatch, *, process: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Latent mean [B, latent] and log-variance [B, latent] (None for alpha) of events.
+
+        ``process`` (long [B], codes into :attr:`processes`) overrides ``raw.process`` as the
+        label input (models with ``n_labels > 0`` only).
+        """
         enc = self.encoding.encode(raw)
         b = len(enc)
         dt = self.mean_head.weight.dtype
@@ -100,6 +210,9 @@ class VAE(LatentVariableMixin, GenerativeModel):
                 self.branch_types(enc.one_hot(dt).reshape(b, -1)),
                 self.branch_features(enc.features.to(dt).reshape(b, -1)),
                 self.branch_met(enc.met.to(dt)),
+                *self._labels(raw.process if process is None else process, b, self.mean_head.weight),
+                *self._lead_input(self.lead_log10(raw) if self.n_lead else None, b,
+                                  self.mean_head.weight),
             ],
             dim=1,
         )
@@ -108,26 +221,41 @@ class VAE(LatentVariableMixin, GenerativeModel):
         logvar = self.logvar_head(h) if self.logvar_head is not None else None
         return mu, logvar
 
-    def decode_tensors(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The bare decoder: type logits [B, K, 8], features [B, K, 4], MET [B, 2]."""
+    def decode_tensors(
+        self, z: torch.Tensor, process: torch.Tensor | None = None,
+        label: torch.Tensor | None = None, lead: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The bare decoder: type logits [B, K, 8], features [B, K, 4], MET [B, 2].
+
+        ``process``: long [B] process codes of the label input (None: process 0); ``label``
+        [label_dim]: one label for every event instead (a parameter point); ``lead``: log10 of
+        the leading observable [B] (models with ``lead``; None: its mean).
+        """
         b, k = z.shape[0], self.config.max_objects
-        h = self.decoder(z)
+        labels = self._labels(process, b, z, label) + self._lead_input(lead, b, z)
+        h = self.decoder(torch.cat([z, *labels], dim=1) if labels else z)
         logits = self.head_types(h).reshape(b, k, self.n_classes)
         feats = self.head_features(h).reshape(b, k, self.n_features)
         return logits, feats, self.head_met(h)
 
     def decode(
-        self, z: torch.Tensor, *, process: int = 0, generator: torch.Generator | None = None
+        self, z: torch.Tensor, *, process: int = 0, generator: torch.Generator | None = None,
+        label: torch.Tensor | None = None, lead: torch.Tensor | None = None,
     ) -> RawBatch:
-        """Latent codes [B, latent] -> events (RawBatch, GeV) through the encoding's inverse."""
-        logits, feats, met = self.decode_tensors(z)
+        """Latent codes [B, latent] -> events (RawBatch, GeV) through the encoding's inverse.
+
+        ``label`` [label_dim] replaces the label of ``process`` (a parameter point); ``lead``
+        [B]: log10 of the leading observable (models with ``lead``).
+        """
+        codes = torch.full((z.shape[0],), process, dtype=torch.long, device=z.device)
+        logits, feats, met = self.decode_tensors(z, codes, label, lead)
         return self.encoding.decode(
             types=logits,
             features=feats,
             met=met,
             sample_types=self.config.sample_types,
             generator=generator,
-            process=torch.full((z.shape[0],), process, dtype=torch.long, device=z.device),
+            process=codes,
         )
 
     def noisy_latent(
@@ -156,7 +284,9 @@ class VAE(LatentVariableMixin, GenerativeModel):
         enc = self.encoding.encode(raw)
         mu, logvar = self.encode(raw)
         z = self.noisy_latent(mu, logvar, generator)
-        logits, feats, met = self.decode_tensors(z)
+        logits, feats, met = self.decode_tensors(
+            z, raw.process, lead=self.lead_log10(raw) if self.n_lead else None
+        )
         dt = feats.dtype
         ce = nn.functional.cross_entropy(logits.reshape(-1, self.n_classes), enc.types.reshape(-1))
         mse_f = nn.functional.mse_loss(feats, enc.features.to(dt))
@@ -173,8 +303,17 @@ class VAE(LatentVariableMixin, GenerativeModel):
         return loss, parts
 
     def fit_data(self, raw: RawBatch) -> None:
-        """Fit the encoding's standardisation (only with ``standardize=True``)."""
+        """Fit the encoding's standardisation (only with ``standardize=True``) and, with
+        ``lead``, the per-process quantiles and the scale of the leading observable."""
         self.encoding.fit(raw)
+        if not self.n_lead:
+            return
+        x = self.lead_log10(raw).cpu()
+        grid = torch.linspace(0, 1, _N_QUANTILES, dtype=torch.float64)
+        self.lead_scale.copy_(torch.stack([x.mean(), x.std().clamp_min(1e-3)]))
+        for p in range(len(self.processes)):
+            own = x[raw.process.cpu() == p]
+            self.lead_quantiles[p] = torch.quantile(own if len(own) else x, grid)
 
     def extra_tensors(self) -> dict[str, torch.Tensor]:
         return {f"encoding.{k}": v for k, v in self.encoding.state_dict().items()}
@@ -215,7 +354,8 @@ class VAE(LatentVariableMixin, GenerativeModel):
                 )
             if len(truth) != n:
                 raise ValueError(f"the truth prior needs n = len(truth) events, got {n} != {len(truth)}")
-            mu, logvar = self.encode(truth.to(device))
+            codes = torch.full((n,), self.process_index(process), dtype=torch.long, device=device)
+            mu, logvar = self.encode(truth.to(device), process=codes)
             return self.noisy_latent(mu, logvar, generator)
         raise ValueError(f"unknown prior {prior!r}; choose one of {', '.join(self.prior_kinds)}")
 
@@ -235,15 +375,40 @@ class VAE(LatentVariableMixin, GenerativeModel):
         ``truth``: the ``n`` input events of the ``"truth"`` prior.
         """
         process = None if condition is None else condition.process
+        label = None
+        if condition is not None and condition.params is not None:
+            process, label = self._point(condition)
         was_training = self.training
         self.eval()
         try:
             z = self.latent_prior_sample(
                 n, prior=prior, process=process, generator=generator, truth=truth
             )
-            return self.decode(z, process=self.process_index(process), generator=generator)
+            lead = None
+            if self.n_lead:
+                lead = (self.lead_log10(truth.to(self.device)) if truth is not None else
+                        self._draw_lead(n, self.process_index(process),
+                                        None if condition is None else condition.lead_range,
+                                        generator))
+            return self.decode(z, process=self.process_index(process), generator=generator,
+                               label=label, lead=lead)
         finally:
             self.train(was_training)
+
+    def _point(self, condition: Condition) -> tuple[str, torch.Tensor]:
+        """A parameter point's nearest trained process (for latent priors and the output's
+        process code) and its label [label_dim]; the range check is the caller's
+        (:meth:`fastmc.points.ProcessSpace.resolve`)."""
+        if not self.param_conditional:
+            raise ConfigError(f"model {self.name!r} is not conditioned on physical parameters")
+        family, params = condition.process, dict(condition.params or {})
+        if family not in self.space.families:
+            raise ConfigError(f"{family!r} is not a process family of the model: "
+                              f"{', '.join(self.space.families)}")
+        row = torch.tensor(self.space.label_row(family, params), dtype=torch.float32)
+        same = [i for i, (f, _) in enumerate(self.space.points) if f == family]
+        nearest = min(same, key=lambda i: float((self.label_table[i].cpu() - row).abs().sum()))
+        return self.processes[nearest], row
 
     @staticmethod
     def prior_from_state(description: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> Any:
