@@ -15,6 +15,12 @@ Generation runs in two steps:
    are filled with standard-normal noise in training and dropped when decoding, so the flow
    never models padding.  A global azimuthal rotation is drawn uniformly per event.
 
+Processes (issue 14): a model trained on several processes keeps one pattern distribution per
+process (counts over the shared pattern table, ``structure.process_counts``) and adds a learned
+process embedding (``embedding`` wide) to the flow's context, so
+``sample(condition=Condition(process="ttbar"))`` draws ttbar patterns and ttbar kinematics.  A
+one-process model has neither (its context is unchanged).
+
 No post-hoc repair: an event whose jets are not all separated by the fitted jet radius is
 rejected whole and its kinematics drawn again for the same pattern; :meth:`FlowModel.generation_stats` counts drawn and rejected
 events (``fastmc generate`` writes them into the output's metadata).  pT thresholds, |eta|
@@ -76,8 +82,12 @@ class FlowModel(GenerativeModel):
         require("zuko", "flows")
         self.layout = config.layout
         s, d = self.layout.n_slots, self.layout.dim
-        self.context_dim = 2 * s + 7 + config.embedding
+        #: process embedding width (0 for a one-process model, see the module docstring)
+        self.process_dim = config.embedding if len(self.processes) > 1 else 0
+        self.context_dim = 2 * s + 7 + config.embedding + self.process_dim
         self.embed = nn.Embedding(config.max_patterns, config.embedding)
+        self.process_embed = (nn.Embedding(len(self.processes), self.process_dim)
+                              if self.process_dim else None)
         self.flow = build_spline_flow(
             d,
             self.context_dim,
@@ -97,6 +107,8 @@ class FlowModel(GenerativeModel):
         self.register_buffer("eta_max", torch.full((4,), config.default_eta_max, dtype=torch.float64))
         self.register_buffer("jet_radius", torch.tensor(config.default_jet_radius, dtype=torch.float64))
         self.patterns: PatternDistribution | None = None
+        #: training events per (process, pattern) int64 [n_processes, n_patterns]
+        self.process_counts: torch.Tensor | None = None
         self._inverse_cache: tuple[tuple[Any, ...], FastInverse] | None = None
         self._drawn = 0
         self._rejected = 0
@@ -150,6 +162,10 @@ class FlowModel(GenerativeModel):
         slot_types = enc["slot_types"]
         types, _ = self.layout.from_slots(slot_types, torch.zeros(*slot_types.shape, 4), self.layout.n_slots)
         self.patterns = PatternDistribution.fit(types)
+        idx = self.patterns.index_of(types)
+        n_pat, n_proc = self.patterns.n_patterns, len(self.processes)
+        codes = raw.process.long().clamp(0, n_proc - 1) * n_pat + idx
+        self.process_counts = torch.bincount(codes, minlength=n_proc * n_pat).reshape(n_proc, n_pat)
         x, present = enc["x"], enc["present"]
         x = self._dequantise(x, present, torch.Generator().manual_seed(0))
         n = present.sum(dim=0).clamp_min(1)
@@ -165,10 +181,36 @@ class FlowModel(GenerativeModel):
 
     def extra_tensors(self) -> dict[str, torch.Tensor]:
         pats = self._require_fitted()
-        return pats.to_tensors("structure.")
+        out = pats.to_tensors("structure.")
+        if self.process_counts is not None:
+            out["structure.process_counts"] = self.process_counts.clone()
+        return out
 
     def load_extra_tensors(self, tensors: Mapping[str, torch.Tensor]) -> None:
         self.patterns = PatternDistribution.from_tensors(tensors, "structure.")
+        counts = tensors.get("structure.process_counts")
+        self.process_counts = None if counts is None else counts.to("cpu", torch.long)
+
+    @property
+    def process_conditional(self) -> bool:
+        """True: per-process patterns and a process embedding (or one process)."""
+        return len(self.processes) == 1 or (
+            self.process_embed is not None and self.process_counts is not None
+        )
+
+    def _sample_patterns(self, n: int, proc: int, generator: torch.Generator | None) -> torch.Tensor:
+        """Pattern indices int64 [n] drawn from process ``proc``'s pattern distribution."""
+        pats = self._require_fitted()
+        if self.process_counts is None or len(self.processes) == 1:
+            return pats.sample(n, generator=generator)
+        dev = generator.device if generator is not None else torch.device("cpu")
+        counts = self.process_counts[proc]
+        if n == 0:
+            return torch.zeros(0, dtype=torch.long, device=dev)
+        if int(counts.sum()) == 0:
+            raise ValueError(f"no training events of process {self.processes[proc]!r} were seen")
+        probs = counts.to(dev, torch.float64)
+        return torch.multinomial(probs / probs.sum(), n, replacement=True, generator=generator)
 
     # ------------------------------------------------------------------ conditioning
     def _slot_types(self, pattern_index: torch.Tensor) -> torch.Tensor:
@@ -178,8 +220,10 @@ class FlowModel(GenerativeModel):
         slot_types, _, _ = self.layout.to_slots(types, zeros)
         return slot_types
 
-    def context(self, slot_types: torch.Tensor, pattern_index: torch.Tensor) -> torch.Tensor:
-        """Flow context [B, C] from slot types int [B, S] and pattern indices int [B] (-1 unknown)."""
+    def context(self, slot_types: torch.Tensor, pattern_index: torch.Tensor,
+                process: torch.Tensor | None = None) -> torch.Tensor:
+        """Flow context [B, C] from slot types int [B, S], pattern indices int [B] (-1 unknown)
+        and process codes int [B] (multi-process models; None: process 0)."""
         dt = self.x_mean.dtype
         present = (slot_types > 0).to(dt)
         # second type of a group: b (2), e+ (4), m+ (6); photons have one type
@@ -190,7 +234,12 @@ class FlowModel(GenerativeModel):
             pattern_index + 1,
             torch.zeros_like(pattern_index),
         )
-        return torch.cat([present, second, counts / 4.0, self.embed(row)], dim=1)
+        parts = [present, second, counts / 4.0, self.embed(row)]
+        if self.process_embed is not None:
+            if process is None:
+                process = torch.zeros_like(pattern_index)
+            parts.append(self.process_embed(process.to(pattern_index.device).long()))
+        return torch.cat(parts, dim=1)
 
     def _dequantise(
         self, x: torch.Tensor, present: torch.Tensor, generator: torch.Generator | None
@@ -225,7 +274,7 @@ class FlowModel(GenerativeModel):
         slot_types = enc["slot_types"]
         zeros = torch.zeros(*slot_types.shape, 4, device=dev)
         packed, _ = self.layout.from_slots(slot_types, zeros, self.layout.n_slots)
-        ctx = self.context(slot_types, pats.index_of(packed))
+        ctx = self.context(slot_types, pats.index_of(packed), raw.process)
         nll = -self.flow(ctx).log_prob(z).mean()
         dim = z.shape[1]
         return nll, {"nll": float(nll.detach()), "nll_per_dim": float(nll.detach()) / dim}
@@ -248,15 +297,15 @@ class FlowModel(GenerativeModel):
         ``max_draw_factor`` x n (+1000) draws do not give ``n`` events.
         """
         proc = self.process_index(condition)
-        pats = self._require_fitted()
+        self._require_fitted()
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         dev = self.device
         was_training = self.training
         self.eval()
         try:
-            index = pats.sample(n, generator=generator).to(dev)
-            out, valid = self._draw(index, generator)
+            index = self._sample_patterns(n, proc, generator).to(dev)
+            out, valid = self._draw(index, generator, proc)
             drawn, limit = n, self.config.max_draw_factor * n + 1000
             todo = (~valid).nonzero()[:, 0]
             while len(todo):
@@ -267,7 +316,7 @@ class FlowModel(GenerativeModel):
                         f"jet radius ({float(self.jet_radius):.3f}) after {drawn} draws; the "
                         "flow is not trained enough. Train longer (or on more events)."
                     )
-                again, ok = self._draw(index[todo], generator)
+                again, ok = self._draw(index[todo], generator, proc)
                 drawn += len(todo)
                 for f in _RAW_FIELDS:
                     getattr(out, f)[todo[ok]] = getattr(again, f)[ok]
@@ -288,14 +337,14 @@ class FlowModel(GenerativeModel):
         return {"drawn": self._drawn, "rejected": self._rejected}
 
     def _draw(
-        self, index: torch.Tensor, generator: torch.Generator | None
+        self, index: torch.Tensor, generator: torch.Generator | None, proc: int = 0
     ) -> tuple[RawBatch, torch.Tensor]:
         """Decoded events (before rejection) of patterns ``index`` int [m] and their validity
         mask bool [m] (every pair of jets at least the jet radius apart)."""
         dev = self.device
         m = len(index)
         slot_types = self._slot_types(index)
-        ctx = self.context(slot_types, index)
+        ctx = self.context(slot_types, index, torch.full_like(index, proc))
         z = torch.randn(m, self.layout.dim, generator=generator, device=dev)
         phi_ref = math.pi - 2 * math.pi * torch.rand(
             m, generator=generator, device=dev, dtype=torch.float64
