@@ -36,9 +36,11 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from typing import ClassVar
 
 import numpy as np
 
+from fastmc.evaluate.observables import ColumnTable
 from fastmc.events import ETA, GROUP_OF_TYPE, PHI, PT, TYPE_CODES, E, Events, wrap_phi
 
 __all__ = [
@@ -79,7 +81,7 @@ class FeatureConfig:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class WholeEventFeatures:
+class WholeEventFeatures(ColumnTable):
     """Whole-event features of ``N`` events.
 
     ``names``/``units`` [D] (units: ``"ln GeV"``, ``"GeV"``, ``"rad"`` or ``""``), ``values``
@@ -87,27 +89,14 @@ class WholeEventFeatures:
     [N] (all jets, j and b).
     """
 
+    _kind: ClassVar[str] = "whole-event feature"
+    _row_fields: ClassVar[tuple[str, ...]] = ("values", "weight", "n_jets")
+
     names: tuple[str, ...]
     units: tuple[str, ...]
     values: np.ndarray
     weight: np.ndarray
     n_jets: np.ndarray
-
-    def __len__(self) -> int:
-        return self.values.shape[0]
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        """The column ``name``, float64 [N]."""
-        try:
-            return self.values[:, self.names.index(name)]
-        except ValueError:
-            raise KeyError(f"no whole-event feature {name!r}") from None
-
-    def take(self, index: np.ndarray) -> WholeEventFeatures:
-        """The rows ``index`` (integer array or boolean mask)."""
-        return dataclasses.replace(
-            self, values=self.values[index], weight=self.weight[index], n_jets=self.n_jets[index]
-        )
 
 
 def _sorted_slots(events: Events, mask: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

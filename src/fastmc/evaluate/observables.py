@@ -21,6 +21,7 @@ Definitions
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar, Self
 
 import numpy as np
 
@@ -29,6 +30,7 @@ from fastmc.events import ETA, PHI, PT, E, Events, wrap_phi
 __all__ = [
     "MISSING_GROUPS",
     "OBSERVABLES",
+    "ColumnTable",
     "ObservableSpec",
     "Observables",
     "compute_observables",
@@ -88,8 +90,34 @@ MISSING_GROUPS: tuple[str, ...] = ("jet1", "jet2", "lep1", "lep2")
 _INDEX = {s.name: i for i, s in enumerate(OBSERVABLES)}
 
 
+class ColumnTable:
+    """Row and column access shared by the per-event tables (:class:`Observables`,
+    :class:`fastmc.evaluate.features.WholeEventFeatures`): a dataclass with ``names`` [D],
+    ``values`` [N, D] and the per-row arrays listed in ``_row_fields``."""
+
+    _kind: ClassVar[str] = "column"
+    _row_fields: ClassVar[tuple[str, ...]] = ("values", "weight")
+    names: tuple[str, ...]
+    values: np.ndarray
+
+    def __len__(self) -> int:
+        return self.values.shape[0]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        """The column ``name``, float64 [N]."""
+        try:
+            return self.values[:, self.names.index(name)]
+        except ValueError:
+            raise KeyError(f"no {self._kind} {name!r}; known: {', '.join(self.names)}") from None
+
+    def take(self, index: np.ndarray) -> Self:
+        """The rows ``index`` (integer array or boolean mask)."""
+        rows = {f: getattr(self, f)[index] for f in self._row_fields}
+        return dataclasses.replace(self, **rows)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
-class Observables:
+class Observables(ColumnTable):
     """Observables of ``N`` events.
 
     Attributes
@@ -102,24 +130,12 @@ class Observables:
         The event weights.
     """
 
+    _kind: ClassVar[str] = "observable"
+
     names: tuple[str, ...]
     units: tuple[str, ...]
     values: np.ndarray
     weight: np.ndarray
-
-    def __len__(self) -> int:
-        return self.values.shape[0]
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        """The column ``name``, float64 [N]."""
-        try:
-            return self.values[:, self.names.index(name)]
-        except ValueError:
-            raise KeyError(f"no observable {name!r}; known: {', '.join(self.names)}") from None
-
-    def take(self, index: np.ndarray) -> Observables:
-        """The rows ``index`` (integer array or boolean mask)."""
-        return dataclasses.replace(self, values=self.values[index], weight=self.weight[index])
 
     def as_dict(self) -> dict[str, np.ndarray]:
         """``{name: float64 [N]}``."""
