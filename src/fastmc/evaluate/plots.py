@@ -345,7 +345,9 @@ def plot_auc_per_multiplicity(whole_event: Mapping[str, Mapping[str, Any]], path
             for xx, f, fe in fl:
                 ax.add_patch(_rect(xx - 0.25 / k, f - fe, 0.5 / k, 2 * fe))
         ax.axhline(0.5, color=REFERENCE_COLOR, linewidth=1, linestyle="--")
-        ax.set_xticks(range(len(labels)), [f"{lab} jets" for lab in labels])
+        ax.set_xticks(range(len(labels)), [lab.replace(">=", "\u2265") for lab in labels],
+                      fontsize=11)
+        ax.set_xlabel("number of jets (j + b)")
         ax.set_xlim(-0.6, max(len(labels) - 0.4, 0.6))
         ax.set_ylabel("whole-event classifier AUC")
         ax.set_title("AUC per jet multiplicity (grey: floor +- error; 0.5 = indistinguishable)", fontsize=10)

@@ -303,7 +303,8 @@ def _generate_all(config: StudyConfig, run: ModelRun, proc_name: str | None, sto
                            batch_size=gcfg["batch_size"], seed=gcfg["seed"], device="cpu",
                            truth_events=truth, progress=advance)
         info = {"process": proc_name, "model": run.label, "prior": label, "path": str(out),
-                "events_per_s": rep.events_per_s, "prior_fit_s": t_fit}
+                "events_per_s": rep.events_per_s, "prior_fit_s": t_fit,
+                "model_rejected_share": rep.model_rejected_share}
         info_path.write_text(json.dumps(info))
         samples.append(info)
     return samples
