@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -200,6 +201,34 @@ def test_zero_byte_shard(csv: Path, tmp_path: Path) -> None:
 def test_convert_output_is_a_folder(csv: Path, tmp_path: Path) -> None:
     (tmp_path / "out.parquet").mkdir()
     run_bad(["convert", csv, "-o", tmp_path / "out.parquet"], tmp_path, contains="folder")
+
+
+def _unwritable_folder(tmp_path: Path) -> Path:
+    """A folder this process cannot create files in: a read-only temporary folder, or, for
+    root (which writes through permission bits), sysfs, whose root refuses new files."""
+    if os.geteuid() != 0:
+        folder = tmp_path / "readonly"
+        folder.mkdir()
+        folder.chmod(0o500)
+        return folder
+    folder = Path("/sys")
+    try:
+        (folder / "fastmc-probe").touch()
+    except OSError:
+        return folder
+    (folder / "fastmc-probe").unlink()
+    pytest.skip("no folder on this machine refuses new files to root")
+
+
+def test_convert_output_in_read_only_folder(csv: Path, tmp_path: Path) -> None:
+    folder = _unwritable_folder(tmp_path)
+    try:
+        run_bad(["convert", csv, "-o", folder / "out.parquet"], tmp_path,
+                contains=f"{folder / 'out.parquet'}: cannot write into")
+        assert not (folder / "out.parquet").exists()
+    finally:
+        if folder.is_relative_to(tmp_path):
+            folder.chmod(0o700)
 
 
 def test_convert_chunk_size_zero(csv: Path, tmp_path: Path) -> None:

@@ -24,7 +24,12 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise IsADirectoryError(21, "is a folder; give a file name for the output", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(path.suffixes)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}",
+                                   dir=path.parent)
+    except OSError as err:  # name the output the user asked for, not our temporary file
+        raise type(err)(err.errno, f"cannot write into {path.parent} ({err.strerror})",
+                        str(path)) from None
     tmp_path = Path(tmp)
     try:  # from here on an interrupt (Ctrl-C, SIGTERM) removes the temporary file
         os.close(fd)
