@@ -73,8 +73,9 @@ def bench_throughput(store: Path, batch_size: int, batches: int, encode: bool, w
                      mode: str = "balanced", kind: str = "thesis") -> dict:
     import torch
 
-    from fastmc.data.encoding import Encoding, EncodingConfig
     from fastmc.data.loader import EventLoader
+    from fastmc.models.vae.encoded import EncodingConfig
+    from fastmc.models.vae.encoding import Encoding
 
     torch.set_num_threads(1)
     loader = EventLoader(store, batch_size=batch_size, batches_per_epoch=batches, mode=mode)
@@ -106,8 +107,8 @@ def memory_child(store: str, batch_size: int, batches: int) -> None:
     """Run in a subprocess: iterate the loader, print JSON with VmHWM before and after."""
     import torch
 
-    from fastmc.data.encoding import Encoding
     from fastmc.data.loader import EventLoader
+    from fastmc.models.vae.encoding import Encoding
 
     torch.set_num_threads(1)
     base = _vm("VmHWM")

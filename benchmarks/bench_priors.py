@@ -19,7 +19,7 @@ import warnings
 import numpy as np
 import torch
 
-from fastmc.models.priors import fit_bgmm, fit_gmm
+from fastmc.models.vae.prior_fit import fit_bgmm, fit_gmm
 
 
 def main() -> None:

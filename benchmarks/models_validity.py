@@ -21,9 +21,9 @@ import torch
 
 from fastmc.data.store import open_store
 from fastmc.evaluate.metrics import physicality
-from fastmc.generate import generate
 from fastmc.io import read_events, write_events
 from fastmc.models import load_model
+from fastmc.workflows.generate import generate
 
 
 def main() -> None:
