@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(BIN)/fastmc demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests benchmarks docs/scripts
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider
