@@ -72,20 +72,28 @@ def _process_seed(seed: int, process: str) -> int:
     return derive_seed(seed, "split", process)
 
 
+def read_npy_header(path: Path) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """The header of ``.npy`` file ``path``: (shape, fortran_order, dtype, data offset in bytes).
+
+    Raises ValueError, OSError or SyntaxError (numpy's) on a file that is not a ``.npy`` array.
+    """
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, fortran, dtype = read_header(f)
+        return tuple(shape), bool(fortran), dtype, f.tell()
+
+
 class NpyReader:
     """Reads contiguous row ranges of a ``.npy`` file into caller buffers with ``preadv``."""
 
     def __init__(self, path: Path) -> None:
         self.fd = -1
-        with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            read_header = (
-                np.lib.format.read_array_header_1_0
-                if version == (1, 0)
-                else np.lib.format.read_array_header_2_0
-            )
-            shape, fortran, dtype = read_header(f)
-            self.offset = f.tell()
+        shape, fortran, dtype, self.offset = read_npy_header(path)
         if fortran:
             raise ValueError(f"{path}: Fortran-ordered arrays are not supported")
         self.path, self.shape, self.dtype = path, shape, dtype

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from fastmc.data._layout import SPLITS, _array_specs, crc32_file, shard_names
+from fastmc.data._layout import SPLITS, _array_specs, crc32_file, read_npy_header, shard_names
 from fastmc.errors import CorruptStoreError
 
 __all__ = ["check_meta", "check_shards"]
@@ -139,15 +139,7 @@ def check_shards(root: Path, meta: dict[str, Any], *, checksums: bool) -> None:
 
 def _check_header(path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> None:
     try:
-        with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            read = (
-                np.lib.format.read_array_header_1_0
-                if version == (1, 0)
-                else np.lib.format.read_array_header_2_0
-            )
-            got_shape, fortran, got_dtype = read(f)
-            offset = f.tell()
+        got_shape, fortran, got_dtype, offset = read_npy_header(path)
     except (ValueError, OSError, SyntaxError) as exc:
         raise CorruptStoreError(f"{path}: not a readable .npy array ({exc}); {_FIX}") from None
     if fortran or got_dtype != dtype or tuple(got_shape) != shape:
