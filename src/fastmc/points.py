@@ -26,7 +26,7 @@ from fastmc.errors import ConfigError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["ProcessSpace", "format_value", "point_name", "split_name"]
+__all__ = ["ProcessSpace", "format_value", "parse_params", "point_name", "split_name"]
 
 SEP = "@"
 
@@ -51,16 +51,26 @@ def split_name(name: str) -> tuple[str, dict[str, float]]:
     if SEP not in name:
         return name, {}
     family, _, rest = name.partition(SEP)
+    return family, parse_params(
+        rest.split(","), expected=f"process name {name!r}: expected FAMILY@KEY=VALUE,..."
+    )
+
+
+def parse_params(items: Sequence[str], *, expected: str) -> dict[str, float]:
+    """``["m_gluino=1600"]`` -> ``{"m_gluino": 1600.0}`` (GeV).
+
+    A malformed item raises ConfigError ``"<expected>, got '<item>'"``.
+    """
     params: dict[str, float] = {}
-    for item in rest.split(","):
+    for item in items:
         key, eq, value = item.partition("=")
         try:
             params[key.strip()] = float(value)
         except ValueError:
             eq = ""
         if not eq or not key.strip():
-            raise ConfigError(f"process name {name!r}: expected FAMILY@KEY=VALUE,..., got {item!r}")
-    return family, params
+            raise ConfigError(f"{expected}, got {item!r}")
+    return params
 
 
 @dataclasses.dataclass(frozen=True)

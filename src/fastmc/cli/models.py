@@ -343,16 +343,11 @@ def fit_prior_cmd(
 
 def _parse_params(items: list[str]) -> dict[str, float]:
     """``["m_gluino=1600"]`` -> ``{"m_gluino": 1600.0}``; ConfigError for a malformed item."""
-    out: dict[str, float] = {}
-    for item in items:
-        key, eq, value = item.partition("=")
-        try:
-            out[key.strip()] = float(value)
-        except ValueError:
-            eq = ""
-        if not eq or not key.strip():
-            raise ConfigError(f"--param expects KEY=VALUE with a number in GeV (e.g. m_gluino=1600), got {item!r}")
-    return out
+    from fastmc.points import parse_params
+
+    return parse_params(
+        items, expected="--param expects KEY=VALUE with a number in GeV (e.g. m_gluino=1600)"
+    )
 
 
 @app.command("generate")
