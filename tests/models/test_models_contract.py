@@ -1,7 +1,9 @@
 """The contract of every registered model: shapes, gradients, save/load, determinism.
 
 Parametrised over :func:`fastmc.models.available_models`, so a new model family is covered
-as soon as it registers (give it tiny settings in ``modelhelpers.TINY_CONFIGS``).
+as soon as it registers (give it tiny settings in ``modelhelpers.TINY_CONFIGS``), and over two
+process sets: two plain processes, and a plain process with two parameter points of a family
+(``proc@m=1000``, ``proc@m=1800``), sampled at a point between them (``m=1700``, issue 14).
 Latent-variable models have their own contract in tests/models/vae/test_vae_latent.py.
 """
 
@@ -18,28 +20,39 @@ from modelhelpers import TINY_CONFIGS
 
 MODELS = available_models()
 FIELDS = ("types", "p4", "met", "met_phi", "weight", "process")
+#: processes, the condition sampled and the process code it gives (the nearest trained point)
+KINDS = {
+    "plain": (("other", "proc"), Condition(process="proc"), 1),
+    "points": (("other", "proc@m=1000", "proc@m=1800"),
+               Condition(process="proc", params={"m": 1700.0}), 2),
+}
+CASES = [pytest.param(name, kind, id=f"{name}-{kind}") for name in MODELS for kind in KINDS]
 
 
 def test_every_builtin_family_is_registered() -> None:
     assert {"beta-vae", "alpha-vae", "flow"} <= set(MODELS)
 
 
-def fitted(name: str, raw: RawBatch, seed: int = 0):
+def fitted(name: str, raw: RawBatch, seed: int = 0, kind: str = "plain"):
     torch.manual_seed(seed)
-    model = build_model(name, TINY_CONFIGS.get(name, {}), processes=["other", "proc"])
-    raw.process = torch.arange(len(raw)) % 2  # training events of both processes
+    processes = KINDS[kind][0]
+    model = build_model(name, TINY_CONFIGS.get(name, {}), processes=processes)
+    raw.process = torch.arange(len(raw)) % len(processes)  # training events of every process
     model.fit_data(raw)
     return model
 
 
 def draw(model, n: int, seed: int) -> RawBatch:
     gen = torch.Generator().manual_seed(seed)
-    return model.sample(n, condition=Condition(process="proc"), generator=gen)
+    kind = "points" if len(model.processes) == 3 else "plain"
+    return model.sample(n, condition=KINDS[kind][1], generator=gen)
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_sample_shapes(name: str, raw: RawBatch) -> None:
-    model = fitted(name, raw)
+@pytest.mark.parametrize(("name", "kind"), CASES)
+def test_sample_shapes(name: str, kind: str, raw: RawBatch) -> None:
+    model = fitted(name, raw, kind=kind)
+    if kind == "points":
+        assert model.param_conditional
     out = draw(model, 10, seed=1)
     k = model.config.max_objects
     assert out.types.shape == (10, k) and out.types.dtype == torch.int64
@@ -48,13 +61,14 @@ def test_sample_shapes(name: str, raw: RawBatch) -> None:
     assert int(out.types.min()) >= 0 and int(out.types.max()) <= 7
     assert bool(torch.isfinite(out.p4).all()) and bool(torch.isfinite(out.met).all())
     assert bool((out.met_phi.abs() <= math.pi + 1e-5).all())
-    assert out.process.tolist() == [1] * 10  # the condition's process, as the model's index
+    # the condition's process (a point: the nearest trained one), as the model's index
+    assert out.process.tolist() == [KINDS[kind][2]] * 10
     assert len(draw(model, 0, seed=1)) == 0
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_gradients_reach_every_parameter(name: str, raw: RawBatch) -> None:
-    model = fitted(name, raw)
+@pytest.mark.parametrize(("name", "kind"), CASES)
+def test_gradients_reach_every_parameter(name: str, kind: str, raw: RawBatch) -> None:
+    model = fitted(name, raw, kind=kind)
     model.train()
     loss, parts = model.training_loss(raw, generator=torch.Generator().manual_seed(0))
     assert loss.ndim == 0 and math.isfinite(float(loss.detach()))
@@ -64,9 +78,9 @@ def test_gradients_reach_every_parameter(name: str, raw: RawBatch) -> None:
     assert dead == []
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_save_load_round_trip(name: str, raw: RawBatch, tmp_path) -> None:
-    model = fitted(name, raw).eval()
+@pytest.mark.parametrize(("name", "kind"), CASES)
+def test_save_load_round_trip(name: str, kind: str, raw: RawBatch, tmp_path) -> None:
+    model = fitted(name, raw, kind=kind).eval()
     model.info = {"processes": {"proc": {"cross_section_weight": 2.5}}}
     mdir = ModelDir(tmp_path / "m")
     mdir.save(model)
@@ -74,6 +88,7 @@ def test_save_load_round_trip(name: str, raw: RawBatch, tmp_path) -> None:
     loaded = mdir.load()
     assert type(loaded) is type(model) and loaded.config == model.config
     assert loaded.processes == model.processes and loaded.info == model.info
+    assert loaded.param_conditional == model.param_conditional == (kind == "points")
     a, b = draw(model, 16, seed=5), draw(loaded, 16, seed=5)
     for field in FIELDS:
         assert torch.equal(getattr(a, field), getattr(b, field)), field

@@ -18,7 +18,7 @@ from fastmc.models.base import build_model
 from fastmc.points import ProcessSpace, point_name, split_name
 from fastmc.workflows.conditioning import process_plan
 from fastmc.workflows.generate import generate
-from modelhelpers import TINY, make_events
+from modelhelpers import TINY, TINY_CONFIGS, make_events
 
 POINTS = ("gluino_01@m_gluino=1000", "gluino_01@m_gluino=1400", "gluino_01@m_gluino=1800", "ttbar")
 
@@ -102,8 +102,10 @@ def simulated_points(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.parametrize("model_name", ["beta-vae", "flow"])
 def test_parameters_round_trip_simulate_prepare_train_generate(simulated_points: Path,
-                                                               tmp_path: Path) -> None:
+                                                               tmp_path: Path,
+                                                               model_name: str) -> None:
     import torch
 
     from fastmc.workflows.train_config import TrainConfig
@@ -116,7 +118,9 @@ def test_parameters_round_trip_simulate_prepare_train_generate(simulated_points:
                     test=0.0, seed=0)
     assert open_store(store).processes == ("gluino_01@m_gluino=1000", "gluino_01@m_gluino=1800")
     model_dir = tmp_path / "model"
-    train_from_store(store, model_dir, model_name="beta-vae", model_config=TINY,
+    if model_name == "flow":
+        pytest.importorskip("zuko")
+    train_from_store(store, model_dir, model_name=model_name, model_config=TINY_CONFIGS[model_name],
                      config=TrainConfig(epochs=1, batch_size=16, batches_per_epoch=2,
                                         val_events=10, device="cpu"))
     out = tmp_path / "g1400.parquet"
@@ -127,6 +131,7 @@ def test_parameters_round_trip_simulate_prepare_train_generate(simulated_points:
     # the fixed parameter comes from the simulated files, the varied one from the request
     assert ev.meta["params"] == {"m_gluino": 1400.0, "m_neutralino": 100.0}
     assert ev.meta["mode"] == "point" and ev.meta["forced"] is False
+    assert ev.meta["model"] == model_name
     # weight: sigma x 10/fb interpolated log-linearly between the simulated points
     xs = [read_events(simulated_points / f"g{m}.parquet").weight.sum() for m in (1000, 1800)]
     np.testing.assert_allclose(ev.weight.sum(), np.sqrt(xs[0] * xs[1]), rtol=1e-4)

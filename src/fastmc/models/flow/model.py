@@ -21,6 +21,21 @@ process embedding (``embedding`` wide) to the flow's context, so
 ``sample(condition=Condition(process="ttbar"))`` draws ttbar patterns and ttbar kinematics.  A
 one-process model has neither (its context is unchanged).
 
+Physical parameters (issue 14): a model trained on several parameter points of a family
+(processes ``gluino_01@m_gluino=1000``, ``...=1400``, ``...=1800``; see :mod:`fastmc.points`)
+is :attr:`~FlowModel.param_conditional`.  Its process embedding is then one row per *family*
+(all points of ``gluino_01`` share it), and the context also carries the point's parameters,
+standardised over the trained points as in the VAE's label (``param_table`` [P, D], the
+parameter columns of :meth:`fastmc.points.ProcessSpace.labels`), so
+``sample(condition=Condition(process="gluino_01", params={"m_gluino": 1600}))`` conditions the
+kinematics on m_gluino = 1600 GeV.  The patterns of a point that was never simulated are a
+mixture of the pattern distributions of the two nearest trained points of the family
+(Euclidean distance in standardised parameters), weighted by inverse distance: with one
+parameter and a point between two trained ones this is linear interpolation of the pattern
+probabilities in the parameter; at a trained point it is that point's distribution; outside
+the trained range (``--force``) it is the nearest trained point's.  The range guard is the
+caller's (:meth:`fastmc.points.ProcessSpace.resolve`, called by ``fastmc generate``).
+
 No post-hoc repair: an event whose jets are not all separated by the fitted jet radius is
 rejected whole and its kinematics drawn again for the same pattern; :meth:`FlowModel.generation_stats` counts drawn and rejected
 events (``fastmc generate`` writes them into the output's metadata).  pT thresholds, |eta|
@@ -51,7 +66,7 @@ import torch
 from torch import nn
 
 from fastmc.data.batch import RawBatch
-from fastmc.errors import GenerationError, require
+from fastmc.errors import ConfigError, GenerationError, require
 from fastmc.models.base import Condition, GenerativeModel, register_model
 from fastmc.models.flow.config import FlowConfig
 from fastmc.models.flow.inverse import FastInverse, build_spline_flow
@@ -62,6 +77,7 @@ from fastmc.models.flow.physics import (
 )
 from fastmc.models.flow.structure import PatternDistribution
 from fastmc.models.flow.symmetry import mirror_events
+from fastmc.points import ProcessSpace
 
 __all__ = ["FlowConfig", "FlowModel"]
 
@@ -84,10 +100,19 @@ class FlowModel(GenerativeModel):
         s, d = self.layout.n_slots, self.layout.dim
         #: process embedding width (0 for a one-process model, see the module docstring)
         self.process_dim = config.embedding if len(self.processes) > 1 else 0
-        self.context_dim = 2 * s + 7 + config.embedding + self.process_dim
+        #: families and parameters of the process names; parameter width of the context
+        self.space = ProcessSpace.from_names(self.processes)
+        self.param_dim = len(self.space.param_names) if self.process_dim else 0
+        self.context_dim = 2 * s + 7 + config.embedding + self.process_dim + self.param_dim
         self.embed = nn.Embedding(config.max_patterns, config.embedding)
-        self.process_embed = (nn.Embedding(len(self.processes), self.process_dim)
+        # one embedding row per family (= per process when no name carries parameters)
+        self.process_embed = (nn.Embedding(len(self.space.families), self.process_dim)
                               if self.process_dim else None)
+        families = [self.space.families.index(f) for f, _ in self.space.points]
+        self.register_buffer("family_of", torch.tensor(families, dtype=torch.long),
+                             persistent=False)
+        self.register_buffer("param_table", self.space.labels()[:, len(self.space.families):],
+                             persistent=False)
         self.flow = build_spline_flow(
             d,
             self.context_dim,
@@ -198,19 +223,55 @@ class FlowModel(GenerativeModel):
             self.process_embed is not None and self.process_counts is not None
         )
 
-    def _sample_patterns(self, n: int, proc: int, generator: torch.Generator | None) -> torch.Tensor:
-        """Pattern indices int64 [n] drawn from process ``proc``'s pattern distribution."""
+    @property
+    def param_conditional(self) -> bool:
+        """True: trained on several parameter points of a family (see the module docstring)."""
+        return self.param_dim > 0 and self.process_conditional
+
+    def _sample_patterns(self, n: int, proc: int, generator: torch.Generator | None,
+                         mix: dict[int, float] | None = None) -> torch.Tensor:
+        """Pattern indices int64 [n] drawn from process ``proc``'s pattern distribution, or
+        from the mixture ``mix`` {process: weight} of processes' distributions."""
         pats = self._require_fitted()
         if self.process_counts is None or len(self.processes) == 1:
             return pats.sample(n, generator=generator)
         dev = generator.device if generator is not None else torch.device("cpu")
-        counts = self.process_counts[proc]
         if n == 0:
             return torch.zeros(0, dtype=torch.long, device=dev)
-        if int(counts.sum()) == 0:
-            raise ValueError(f"no training events of process {self.processes[proc]!r} were seen")
-        probs = counts.to(dev, torch.float64)
+        probs = torch.zeros(self.process_counts.shape[1], dtype=torch.float64)
+        for p, w in (mix or {proc: 1.0}).items():
+            counts = self.process_counts[p].to(torch.float64)
+            if float(counts.sum()) == 0:
+                raise ValueError(f"no training events of process {self.processes[p]!r} were seen")
+            probs += w * counts / counts.sum()
+        probs = probs.to(dev)
         return torch.multinomial(probs / probs.sum(), n, replacement=True, generator=generator)
+
+    def _point(self, condition: Condition) -> tuple[int, torch.Tensor, dict[int, float]]:
+        """A parameter point's nearest trained process (the output's process code), its
+        standardised parameters [param_dim] (on the model's device) and the pattern mixture
+        {process: weight} (module docstring); the range check is the caller's."""
+        if not self.param_conditional:
+            raise ConfigError(f"model {self.name!r} is not conditioned on physical parameters")
+        family, params = condition.process, dict(condition.params or {})
+        if family not in self.space.families:
+            raise ConfigError(f"{family!r} is not a process family of the model: "
+                              f"{', '.join(self.space.families)}")
+        nf = len(self.space.families)
+        row = torch.tensor(self.space.label_row(family, params)[nf:], dtype=torch.float64)
+        table = self.param_table.to("cpu", torch.float64)
+        same = [i for i, (f, _) in enumerate(self.space.points) if f == family]
+        dist = {i: float((table[i] - row).norm()) for i in same}
+        near = sorted(same, key=lambda i: (dist[i], i))[:2]
+        trained = self.space.trained(family)
+        inside = all(trained[k][0] <= float(v) <= trained[k][-1] for k, v in params.items()
+                     if k in trained)
+        if len(near) == 1 or dist[near[0]] < 1e-9 or not inside:
+            mix = {near[0]: 1.0}
+        else:
+            a, b = near
+            mix = {a: dist[b] / (dist[a] + dist[b]), b: dist[a] / (dist[a] + dist[b])}
+        return near[0], row.to(self.device, self.x_mean.dtype), mix
 
     # ------------------------------------------------------------------ conditioning
     def _slot_types(self, pattern_index: torch.Tensor) -> torch.Tensor:
@@ -221,9 +282,16 @@ class FlowModel(GenerativeModel):
         return slot_types
 
     def context(self, slot_types: torch.Tensor, pattern_index: torch.Tensor,
-                process: torch.Tensor | None = None) -> torch.Tensor:
+                process: torch.Tensor | None = None,
+                params: torch.Tensor | None = None) -> torch.Tensor:
         """Flow context [B, C] from slot types int [B, S], pattern indices int [B] (-1 unknown)
-        and process codes int [B] (multi-process models; None: process 0)."""
+        and process codes int [B] (multi-process models; None: process 0).
+
+        Parameter-conditional models (module docstring) append the standardised parameters
+        [B, param_dim] of each event's process, or ``params`` (float [param_dim] or
+        [B, param_dim]: a parameter point, e.g. one never simulated) instead; the process
+        embedding is then the family's.
+        """
         dt = self.x_mean.dtype
         present = (slot_types > 0).to(dt)
         # second type of a group: b (2), e+ (4), m+ (6); photons have one type
@@ -238,7 +306,14 @@ class FlowModel(GenerativeModel):
         if self.process_embed is not None:
             if process is None:
                 process = torch.zeros_like(pattern_index)
-            parts.append(self.process_embed(process.to(pattern_index.device).long()))
+            process = process.to(pattern_index.device).long()
+            parts.append(self.process_embed(self.family_of.to(process.device)[process]))
+            if self.param_dim:
+                if params is None:
+                    rows = self.param_table.to(process.device, dt)[process]
+                else:
+                    rows = params.to(process.device, dt).expand(len(process), self.param_dim)
+                parts.append(rows)
         return torch.cat(parts, dim=1)
 
     def _dequantise(
@@ -296,7 +371,11 @@ class FlowModel(GenerativeModel):
         counted in :meth:`generation_stats`.  Raises :class:`GenerationError` when more than
         ``max_draw_factor`` x n (+1000) draws do not give ``n`` events.
         """
-        proc = self.process_index(condition)
+        params, mix = None, None
+        if condition is not None and condition.params is not None:
+            proc, params, mix = self._point(condition)
+        else:
+            proc = self.process_index(condition)
         self._require_fitted()
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
@@ -304,8 +383,8 @@ class FlowModel(GenerativeModel):
         was_training = self.training
         self.eval()
         try:
-            index = self._sample_patterns(n, proc, generator).to(dev)
-            out, valid = self._draw(index, generator, proc)
+            index = self._sample_patterns(n, proc, generator, mix).to(dev)
+            out, valid = self._draw(index, generator, proc, params)
             drawn, limit = n, self.config.max_draw_factor * n + 1000
             todo = (~valid).nonzero()[:, 0]
             while len(todo):
@@ -316,7 +395,7 @@ class FlowModel(GenerativeModel):
                         f"jet radius ({float(self.jet_radius):.3f}) after {drawn} draws; the "
                         "flow is not trained enough. Train longer (or on more events)."
                     )
-                again, ok = self._draw(index[todo], generator, proc)
+                again, ok = self._draw(index[todo], generator, proc, params)
                 drawn += len(todo)
                 for f in _RAW_FIELDS:
                     getattr(out, f)[todo[ok]] = getattr(again, f)[ok]
@@ -337,14 +416,16 @@ class FlowModel(GenerativeModel):
         return {"drawn": self._drawn, "rejected": self._rejected}
 
     def _draw(
-        self, index: torch.Tensor, generator: torch.Generator | None, proc: int = 0
+        self, index: torch.Tensor, generator: torch.Generator | None, proc: int = 0,
+        params: torch.Tensor | None = None,
     ) -> tuple[RawBatch, torch.Tensor]:
         """Decoded events (before rejection) of patterns ``index`` int [m] and their validity
-        mask bool [m] (every pair of jets at least the jet radius apart)."""
+        mask bool [m] (every pair of jets at least the jet radius apart); ``params``
+        [param_dim]: a parameter point's standardised parameters (see :meth:`context`)."""
         dev = self.device
         m = len(index)
         slot_types = self._slot_types(index)
-        ctx = self.context(slot_types, index, torch.full_like(index, proc))
+        ctx = self.context(slot_types, index, torch.full_like(index, proc), params)
         z = torch.randn(m, self.layout.dim, generator=generator, device=dev)
         phi_ref = math.pi - 2 * math.pi * torch.rand(
             m, generator=generator, device=dev, dtype=torch.float64
