@@ -147,3 +147,26 @@ def test_worker_errors_reach_the_caller_with_jobs2():
 
     with pytest.raises(PythiaError, match="Foo:bar"):
         _run("ttbar", 4, seed=1, jobs=2, extra_settings=("Foo:bar = 1",))
+
+
+def test_settings_database_is_found_or_named(tmp_path, monkeypatch):
+    """Pythia's xmldoc is found next to a relocated install; a missing one gives a clear error."""
+    from fastmc.simulate.processes import get_process
+    from fastmc.simulate.pythia import PythiaError, PythiaGenerator, pythia_xmldoc
+
+    monkeypatch.delenv("PYTHIA8DATA", raising=False)
+    prefix = tmp_path / "prefix"
+    (prefix / "share" / "Pythia8" / "xmldoc").mkdir(parents=True)
+    assert pythia_xmldoc([tmp_path / "nowhere", prefix]) == ""  # no Index.xml yet
+    (prefix / "share" / "Pythia8" / "xmldoc" / "Index.xml").write_text("<x/>")
+    assert pythia_xmldoc([tmp_path / "nowhere", prefix]) == str(prefix / "share/Pythia8/xmldoc")
+    monkeypatch.setenv("PYTHIA8DATA", str(tmp_path / "given"))
+    assert pythia_xmldoc([prefix]) == str(tmp_path / "given")
+
+    # the real install is found without PYTHIA8DATA; a wrong PYTHIA8DATA is named in the error
+    monkeypatch.delenv("PYTHIA8DATA")
+    assert pythia_xmldoc().endswith("xmldoc")
+    monkeypatch.setenv("PYTHIA8DATA", str(tmp_path / "empty"))
+    proc = get_process("ttbar")
+    with pytest.raises(PythiaError, match=r"settings database.*PYTHIA8DATA"):
+        PythiaGenerator(proc, proc.resolve_params(), seed=1)

@@ -12,14 +12,23 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from fastmc.errors import FastMCError, require
 from fastmc.simulate.processes import Process
 from fastmc.simulate.slha import gluino_slha, stop_slha, write_temp_slha
 
-__all__ = ["COMMON_SETTINGS", "MAX_PYTHIA_SEED", "PythiaError", "PythiaGenerator", "pythia_version"]
+__all__ = [
+    "COMMON_SETTINGS",
+    "MAX_PYTHIA_SEED",
+    "PythiaError",
+    "PythiaGenerator",
+    "pythia_version",
+    "pythia_xmldoc",
+]
 
 #: Pythia accepts Random:seed in 1..900000000.
 MAX_PYTHIA_SEED = 900_000_000
@@ -53,6 +62,31 @@ def pythia_version() -> str:
         return version("pythia8mc")
     except PackageNotFoundError:  # pragma: no cover
         return "unknown"
+
+
+def pythia_xmldoc(bases: Iterable[str | os.PathLike[str]] | None = None) -> str:
+    """Folder of Pythia 8's settings database (``share/Pythia8/xmldoc``), "" when not found.
+
+    ``$PYTHIA8DATA`` wins when set.  Otherwise the folder is looked for under ``bases`` (default:
+    the environment's prefixes and the folders above the installed ``pythia8mc`` module).
+    Pythia looks only under the prefix it was built for, so an install with ``pip install
+    --prefix DIR`` or a relocated environment would otherwise fail at the first setting.
+    """
+    env = os.environ.get("PYTHIA8DATA")
+    if env:
+        return env
+    if bases is None:
+        found = []
+        with contextlib.suppress(ImportError):
+            import pythia8mc
+
+            found = list(Path(pythia8mc.__file__).resolve().parents)[:4]
+        bases = [sys.prefix, sys.base_prefix, *found]
+    for base in bases:
+        folder = Path(base) / "share" / "Pythia8" / "xmldoc"
+        if (folder / "Index.xml").is_file():
+            return str(folder)
+    return ""
 
 
 class PythiaGenerator:
@@ -93,12 +127,20 @@ class PythiaGenerator:
         if slha_path is not None:
             self.settings += [f"SLHA:file = {slha_path}", "SLHA:verbose = 0"]
         try:
-            self._pythia = pythia8mc.Pythia("", False)
-            for line in self.settings:
-                if not self._pythia.readString(line):
+            xmldoc = pythia_xmldoc()
+            self._pythia = pythia8mc.Pythia(xmldoc, False)
+            for i, line in enumerate(self.settings):
+                if self._pythia.readString(line):
+                    continue
+                if i == 0:  # Beams:idA: refused only when the settings database is missing
                     raise PythiaError(
-                        f"Pythia rejected the setting {line!r} of process {process.name!r}"
+                        f"Pythia 8 refused its first setting ({line!r}): it did not find its "
+                        f"settings database (looked in {xmldoc or 'its built-in folder'}). Set "
+                        "PYTHIA8DATA to the share/Pythia8/xmldoc folder of the pythia8mc install."
                     )
+                raise PythiaError(
+                    f"Pythia rejected the setting {line!r} of process {process.name!r}"
+                )
             if not self._pythia.init():
                 raise PythiaError(
                     f"Pythia failed to initialise process {process.name!r} with settings "
