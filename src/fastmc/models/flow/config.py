@@ -65,6 +65,10 @@ class FlowConfig:
                               sampling network in bfloat16 (several times faster on CPUs with
                               AVX-512 BF16; the splines stay float32; the sample comes from a
                               slightly perturbed flow, see docs/results.md)
+    sample_compile : bool     run the spline inverse of sampling through torch.compile (one
+                              fused loop, ~3x faster on the splines; costs a few seconds of
+                              compilation per process and needs a C++ compiler; falls back
+                              with a warning) (False; docs/benchmarks.md)
     """
 
     mode: Literal["autoregressive", "coupling"] = "autoregressive"
@@ -96,6 +100,7 @@ class FlowConfig:
     max_draw_factor: float = setting(20.0, ge=1)
     sample_chunk: int = setting(1024, ge=1)
     sample_precision: Literal["float32", "bfloat16"] = "float32"
+    sample_compile: bool = False
 
     def __post_init__(self) -> None:
         check_config(self)

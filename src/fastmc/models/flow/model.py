@@ -51,8 +51,11 @@ Modes (recorded in the model directory's ``config.json``):
 - ``coupling``: two passes per transform: the fast mode.
 
 Sampling runs through :class:`fastmc.models.flow.inverse.FastInverse` (masked weights sliced
-per pass, fused spline inverse, chunks of ``sample_chunk`` events).  Events are unweighted
-(weight 1); training ignores event weights.
+per pass, fused spline inverse, chunks of ``sample_chunk`` events; optionally bfloat16 matrix
+products and a ``torch.compile``-d spline).  The flow inverse and the decoding run chunk by
+chunk on ``torch.get_num_threads()`` threads with one torch thread each, so the events of a
+seed do not depend on the thread count.  Events are unweighted (weight 1); training ignores
+event weights.
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ from fastmc.data.batch import RawBatch
 from fastmc.errors import ConfigError, GenerationError, require
 from fastmc.models.base import Condition, GenerativeModel, register_model
 from fastmc.models.flow.config import FlowConfig
-from fastmc.models.flow.inverse import FastInverse, build_spline_flow
+from fastmc.models.flow.inverse import FastInverse, build_spline_flow, map_chunks, single_threaded
 from fastmc.models.flow.physics import (
     FEATURES_PER_SLOT,
     Parameterisation,
@@ -367,8 +370,9 @@ class FlowModel(GenerativeModel):
         The pattern of each event is drawn once; an event whose jets are not all separated by
         the jet radius is rejected whole (its kinematics, nothing is moved) and its kinematics
         drawn again for the same pattern, so the pattern distribution stays exact (rejecting
-        the pattern too would favour patterns with few jets).  Drawn and rejected events are
-        counted in :meth:`generation_stats`.  Raises :class:`GenerationError` when more than
+        the pattern too would favour patterns with few jets); a pass may draw several
+        candidates per event at once (:meth:`_candidates`).  Drawn and rejected events
+        are counted in :meth:`generation_stats`.  Raises :class:`GenerationError` when more than
         ``max_draw_factor`` x n (+1000) draws do not give ``n`` events.
         """
         params, mix = None, None
@@ -382,29 +386,75 @@ class FlowModel(GenerativeModel):
         dev = self.device
         was_training = self.training
         self.eval()
+        # per-event work runs chunk by chunk on torch.get_num_threads() threads (one torch
+        # thread each); the light work around it in this thread single-threaded
+        workers = torch.get_num_threads() if dev.type == "cpu" else 1
         try:
-            index = self._sample_patterns(n, proc, generator, mix).to(dev)
-            out, valid = self._draw(index, generator, proc, params)
-            drawn, limit = n, self.config.max_draw_factor * n + 1000
-            todo = (~valid).nonzero()[:, 0]
-            while len(todo):
-                if drawn >= limit:
-                    self._count(drawn, n - len(todo))
-                    raise GenerationError(
-                        f"{len(todo)} of {n} events still have a pair of jets closer than the "
-                        f"jet radius ({float(self.jet_radius):.3f}) after {drawn} draws; the "
-                        "flow is not trained enough. Train longer (or on more events)."
-                    )
-                again, ok = self._draw(index[todo], generator, proc, params)
-                drawn += len(todo)
-                for f in _RAW_FIELDS:
-                    getattr(out, f)[todo[ok]] = getattr(again, f)[ok]
-                todo = todo[~ok]
-            self._count(drawn, n)
-            out.process = torch.full((n,), proc, dtype=torch.long, device=dev)
-            return out
+            with single_threaded():
+                index = self._sample_patterns(n, proc, generator, mix).to(dev)
+                out = self._draw(index[:0], generator, proc, params)[0] if n == 0 else None
+                drawn, limit = 0, self.config.max_draw_factor * n + 1000
+                todo = torch.arange(n, device=dev)
+                while len(todo):
+                    if drawn >= limit:
+                        self._count(drawn, n - len(todo))
+                        raise GenerationError(
+                            f"{len(todo)} of {n} events still have a pair of jets closer than the "
+                            f"jet radius ({float(self.jet_radius):.3f}) after {drawn} draws; the "
+                            "flow is not trained enough. Train longer (or on more events)."
+                        )
+                    got, pick, tries = self._candidates(index[todo], n, generator, proc, params, workers)
+                    drawn += tries
+                    if out is None:  # first pass: the events' tensors, filled in below
+                        out = RawBatch(**{f: getattr(pick, f).new_zeros((n, *getattr(pick, f).shape[1:]))
+                                          for f in _RAW_FIELDS})
+                    for f in _RAW_FIELDS:
+                        getattr(out, f)[todo[got]] = getattr(pick, f)
+                    todo = todo[~got]
+                self._count(drawn, n)
+                out.process = torch.full((n,), proc, dtype=torch.long, device=dev)
+                return out
         finally:
             self.train(was_training)
+
+    def _candidates(
+        self, index: torch.Tensor, n: int, generator: torch.Generator | None, proc: int,
+        params: torch.Tensor | None = None, workers: int = 1,
+    ) -> tuple[torch.Tensor, RawBatch, int]:
+        """Kinematics for the events (not yet accepted) of patterns ``index`` int [m], of a
+        :meth:`sample` call for ``n`` events: one pass of the rejection sampler.
+
+        One candidate per event, except with ``sample_compile``: then the pass is rounded up
+        to whole chunks of ``sample_chunk`` (the compiled shape; shorter chunks run the eager
+        spline) as long as that is at most 1.5 m candidates (about the draws per event the
+        rejection needs anyway), so some events get a second candidate.  Candidate ``c`` of
+        event ``i`` is row ``c m + i``, and each event takes its first valid candidate, which
+        is exactly rejection sampling one candidate after the other (the surplus candidates
+        are never looked at and not counted as draws).  Without ``sample_compile`` the
+        passes draw what the one-at-a-time sampler of earlier versions drew.  ``params``: as
+        in :meth:`_draw`.  Returns ``got`` bool [m] (an event found a valid candidate), the
+        chosen events (RawBatch [got.sum()]) and the draws counted (candidates up to and
+        including the chosen one; all candidates of an event without).
+        """
+        m = len(index)
+        chunk = self.config.sample_chunk
+        total = m
+        if self.config.sample_compile:
+            total = max(m, min(-(-m // chunk) * chunk, 3 * m // 2))
+        copies = -(-total // m)
+        cand = index.repeat(copies)[:total]
+        again, ok = self._draw(cand, generator, proc, params, workers=workers)
+        okp = torch.zeros(copies * m, dtype=torch.bool, device=ok.device)
+        okp[:total] = ok
+        okp = okp.view(copies, m)
+        got = okp.any(dim=0)
+        first = torch.argmax(okp.to(torch.uint8), dim=0)
+        have = torch.full((copies * m,), False, device=ok.device)
+        have[:total] = True
+        tries = torch.where(got, first + 1, have.view(copies, m).sum(dim=0))
+        rows = (first * m + torch.arange(m, device=ok.device))[got]
+        pick = RawBatch(**{f: getattr(again, f)[rows] for f in _RAW_FIELDS})
+        return got, pick, int(tries.sum())
 
     def _count(self, drawn: int, accepted: int) -> None:
         self._drawn += drawn
@@ -417,11 +467,13 @@ class FlowModel(GenerativeModel):
 
     def _draw(
         self, index: torch.Tensor, generator: torch.Generator | None, proc: int = 0,
-        params: torch.Tensor | None = None,
+        params: torch.Tensor | None = None, *, workers: int = 1,
     ) -> tuple[RawBatch, torch.Tensor]:
         """Decoded events (before rejection) of patterns ``index`` int [m] and their validity
         mask bool [m] (every pair of jets at least the jet radius apart); ``params``
-        [param_dim]: a parameter point's standardised parameters (see :meth:`context`)."""
+        [param_dim]: a parameter point's standardised parameters (see :meth:`context`).  The
+        noise is drawn here; the flow inverse and the decoding run chunk by chunk on
+        ``workers`` threads."""
         dev = self.device
         m = len(index)
         slot_types = self._slot_types(index)
@@ -434,20 +486,37 @@ class FlowModel(GenerativeModel):
         if self.config.canonical_eta_sign:
             u = torch.rand(m, generator=generator, device=dev, dtype=torch.float64)
             sign = torch.where(u < 0.5, -1.0, 1.0).to(torch.float64)
-        x = self._inverse(ctx, z) if m else z
-        x = x * self.x_std + self.x_mean
-        return self.parameterisation.decode(
-            x, slot_types, phi_ref, max_objects=self.config.max_objects, eta_sign=sign
-        )
+        # everything below is per event: chunk by chunk, on `workers` threads
+        inverse, chunk, par = self._fast_inverse(dev), self.config.sample_chunk, self.parameterisation
+        if m:
+            inverse.warm_up(chunk, ctx, workers)
+
+        def work(sl: slice) -> tuple[RawBatch, torch.Tensor]:
+            x = inverse(ctx[sl], z[sl], chunk=chunk, workers=1) if m else z
+            x = x * self.x_std + self.x_mean
+            return par.decode(x, slot_types[sl], phi_ref[sl], max_objects=self.config.max_objects,
+                              eta_sign=None if sign is None else sign[sl])
+
+        parts = map_chunks(work, m, chunk, workers=workers)
+        if len(parts) == 1:
+            return parts[0]
+        raws, valid = zip(*parts, strict=True)
+        return RawBatch(**{f: torch.cat([getattr(r, f) for r in raws]) for f in _RAW_FIELDS}), torch.cat(valid)
+
+    def _fast_inverse(self, device: torch.device) -> FastInverse:
+        """The :class:`FastInverse` of the current weights (rebuilt when they change)."""
+        dtype = torch.bfloat16 if self.config.sample_precision == "bfloat16" else torch.float32
+        params = list(self.flow.parameters())
+        key = (dtype, self.config.sample_compile, device, *[(p.data_ptr(), p._version) for p in params])
+        if self._inverse_cache is None or self._inverse_cache[0] != key:
+            self._inverse_cache = (
+                key, FastInverse(self.flow, matmul_dtype=dtype, compile=self.config.sample_compile)
+            )
+        return self._inverse_cache[1]
 
     def _inverse(self, context: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Flow inverse: standardised parameters [B, D] from base noise ``z`` [B, D]."""
-        dtype = torch.bfloat16 if self.config.sample_precision == "bfloat16" else torch.float32
-        params = list(self.flow.parameters())
-        key = (dtype, z.device, *[(p.data_ptr(), p._version) for p in params])
-        if self._inverse_cache is None or self._inverse_cache[0] != key:
-            self._inverse_cache = (key, FastInverse(self.flow, matmul_dtype=dtype))
-        return self._inverse_cache[1](context, z, chunk=self.config.sample_chunk)
+        return self._fast_inverse(z.device)(context, z, chunk=self.config.sample_chunk)
 
     def core_runner(
         self, batch_size: int, *, device: torch.device | str = "cpu"

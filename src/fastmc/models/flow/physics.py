@@ -54,7 +54,7 @@ from fastmc.data.batch import RawBatch
 from fastmc.errors import ConfigError
 from fastmc.events import GROUP_OF_TYPE
 from fastmc.kinematics import sort_dark_machines, wrap_angle
-from fastmc.models.flow.separation import close_jet_pairs
+from fastmc.models.flow.separation import jets_separated
 from fastmc.models.flow.symmetry import FEATURES_PER_SLOT, orient
 
 __all__ = [
@@ -352,8 +352,7 @@ class Parameterisation:
             weight=torch.ones(b, device=dev),
             process=torch.zeros(b, dtype=torch.long, device=dev),
         )
-        close = close_jet_pairs(eta, phi, present, n_jets=lay.jets, radius=self.jet_radius)
-        return raw, ~close.flatten(1).any(dim=1)
+        return raw, jets_separated(eta, phi, present, n_jets=lay.jets, radius=self.jet_radius)
 
 
 def fit_parameterisation(
