@@ -60,13 +60,14 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for path in args.models:
         model = load_model(path)
-        changes = {"sample_compile": args.compile}
+        changes = {"sample_compile": True} if args.compile else {}
         if args.precision:
             changes["sample_precision"] = args.precision
         model.config = dataclasses.replace(model.config, **changes)
         mode, dim, prec = model.config.mode, model.layout.dim, model.config.sample_precision
+        compiled = model.config.sample_compile
         gen = torch.Generator().manual_seed(0)
-        if args.compile:
+        if compiled:
             t0, c0 = time.perf_counter(), time.process_time()
             model.sample(model.config.sample_chunk, generator=gen)
             print(f"(compilation and first chunk: {time.perf_counter() - t0:.1f} s wall, "
@@ -79,7 +80,7 @@ def main() -> None:
                 )
                 after = model.generation_stats()
                 share = (after["rejected"] - before["rejected"]) / max(after["drawn"] - before["drawn"], 1)
-                print(f"| {path} | {mode} | {prec} | {args.compile} | {b} | {calls * b / elapsed:,.0f} | "
+                print(f"| {path} | {mode} | {prec} | {compiled} | {b} | {calls * b / elapsed:,.0f} | "
                       f"{calls * b / cpu:,.0f} | {os.getloadavg()[0]:.1f} | {share:.3f} |", flush=True)
         # split of the time at the largest batch: flow inverse vs the rest
         b = sizes[-1]
