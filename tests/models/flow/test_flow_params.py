@@ -86,7 +86,7 @@ def test_the_kinematics_follow_the_parameter_between_trained_points(tmp_path: Pa
     model.fit_data(raw)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     gen = torch.Generator().manual_seed(0)
-    for _ in range(100):
+    for _ in range(50):
         loss, _ = model.training_loss(raw, generator=gen)
         opt.zero_grad()
         loss.backward()
