@@ -162,3 +162,13 @@ def test_flow_points_through_prepare_train_generate(tmp_path: Path) -> None:
     generate(model_dir, tmp_path / "x.parquet", 5, process="gluino_01", params={"m_gluino": 2200},
              force=True, device="cpu")
     assert read_events(tmp_path / "x.parquet").meta["forced"] is True
+    # the Python API takes the same conditions (in memory and to a file)
+    import fastmc
+
+    ev = fastmc.generate(model_dir, 30, process="gluino_01", params={"m_gluino": 1400},
+                         where="met > 0", device="cpu", seed=3)
+    assert len(ev) == 30 and set(ev.process) == {"gluino_01@m_gluino=1400"}
+    with pytest.raises(ConfigError, match="outside the trained range"):
+        fastmc.generate(model_dir, 5, process="gluino_01", params={"m_gluino": 2200}, device="cpu")
+    out = fastmc.generate(model_dir, 12, cocktail=True, device="cpu", output=tmp_path / "c.parquet")
+    assert len(read_events(out)) == 12
