@@ -239,3 +239,16 @@ def test_cli_train_and_generate_matching(tiny_store: Path, tmp_path: Path) -> No
     assert len(ev) == 80
     meta = ev.meta["model_rejection"]
     assert meta["drawn"] == 80 + meta["rejected"]
+
+
+def test_events_do_not_depend_on_the_thread_count(trained: FlowModel) -> None:
+    """Chunks of the ODE run on the worker threads (as the spline modes): same events."""
+    saved = trained.config
+    trained.config = FlowConfig(**{**saved.__dict__, "sample_chunk": 64})
+    try:
+        one = trained.sample(200, generator=torch.Generator().manual_seed(4))
+        torch.set_num_threads(2)  # restored by the one_torch_thread fixture
+        two = trained.sample(200, generator=torch.Generator().manual_seed(4))
+    finally:
+        trained.config = saved
+    assert torch.equal(one.p4, two.p4) and torch.equal(one.met, two.met)

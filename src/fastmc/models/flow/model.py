@@ -593,7 +593,9 @@ class FlowModel(GenerativeModel):
                 with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=bf16):
                     return velocity(x, t, st, ctx, pr).float()
 
-            outs.append(integrate(field, z[lo:hi].float(), steps=c.ode_steps, solver=c.ode_solver))
+            # no_grad here too: grad mode is per thread, and this runs on sample's worker threads
+            with torch.no_grad():
+                outs.append(integrate(field, z[lo:hi].float(), steps=c.ode_steps, solver=c.ode_solver))
         return torch.cat(outs) if outs else z
 
     def _inverse(self, context: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
