@@ -52,6 +52,8 @@ def main() -> None:
                     help="override the model's sample_precision")
     ap.add_argument("--compile", action="store_true", help="sample_compile: torch.compile the spline inverse")
     ap.add_argument("--repeat", type=int, default=1, help="time every batch size this many times")
+    ap.add_argument("--ode-steps", type=int, default=None,
+                    help="override the model's ode_steps (mode: matching)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     sizes = [int(s) for s in args.batch_sizes.split(",")]
@@ -63,8 +65,12 @@ def main() -> None:
         changes = {"sample_compile": True} if args.compile else {}
         if args.precision:
             changes["sample_precision"] = args.precision
+        if args.ode_steps:
+            changes["ode_steps"] = args.ode_steps
         model.config = dataclasses.replace(model.config, **changes)
         mode, dim, prec = model.config.mode, model.layout.dim, model.config.sample_precision
+        if mode == "matching":
+            mode = f"matching ({model.config.ode_steps} {model.config.ode_solver} steps)"
         compiled = model.config.sample_compile
         gen = torch.Generator().manual_seed(0)
         if compiled:
@@ -90,13 +96,14 @@ def main() -> None:
             ctx = model.context(st, idx)
             z = torch.randn(b, dim, generator=gen)
             t0 = time.perf_counter()
-            x = model._inverse(ctx, z) * model.x_std + model.x_mean
+            x = model._kinematics(ctx, z, st) * model.x_std + model.x_mean
             t1 = time.perf_counter()
             phi = math.pi - 2 * math.pi * torch.rand(b, generator=gen, dtype=torch.float64)
             with single_threaded():  # as in sample (there: chunk by chunk on the worker threads)
                 model.parameterisation.decode(x, st, phi, max_objects=model.config.max_objects)
             t2 = time.perf_counter()
-        print(f"|   split at batch {b}: flow inverse {t1 - t0:.3f} s, decode {t2 - t1:.3f} s | | | | | | |")
+        print(f"|   split at batch {b}: flow inverse (matching: ODE) {t1 - t0:.3f} s, decode "
+              f"{t2 - t1:.3f} s | | | | | | |")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,14 @@ TINY_CONFIGS = {
              "max_patterns": 16},
 }
 
+#: Tiny flow-matching settings of the flow (mode: matching, issue 13).
+TINY_MATCHING = {"mode": "matching", "cfm_dim": 16, "cfm_layers": 1, "cfm_heads": 2,
+                 "embedding": 4, "max_patterns": 16, "ode_steps": 3}
+
+#: Further (registry name, settings) cases of the model contract: modes of a family whose
+#: network differs (a registered name runs with TINY_CONFIGS under its own name).
+MODEL_VARIANTS = {"flow-matching": ("flow", TINY_MATCHING)}
+
 
 def make_events(n: int, seed: int = 0, process: str = "proc") -> Events:
     """``n`` synthetic events (GeV): 1-6 jets (some b), sometimes a lepton or a photon."""

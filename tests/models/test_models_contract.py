@@ -4,6 +4,8 @@ Parametrised over :func:`fastmc.models.available_models`, so a new model family 
 as soon as it registers (give it tiny settings in ``modelhelpers.TINY_CONFIGS``), and over two
 process sets: two plain processes, and a plain process with two parameter points of a family
 (``proc@m=1000``, ``proc@m=1800``), sampled at a point between them (``m=1700``, issue 14).
+``modelhelpers.MODEL_VARIANTS`` adds modes of a family with another network (the flow's
+``mode: matching``, issue 13) as cases of their own.
 Latent-variable models have their own contract in tests/models/vae/test_vae_latent.py.
 """
 
@@ -16,9 +18,11 @@ import torch
 
 from fastmc.data.batch import RawBatch
 from fastmc.models import Condition, ModelDir, available_models, build_model
-from modelhelpers import TINY_CONFIGS
+from modelhelpers import MODEL_VARIANTS, TINY_CONFIGS
 
 MODELS = available_models()
+#: case name -> (registry name, tiny settings): every registered model, and the variants
+SPECS = {**{n: (n, TINY_CONFIGS.get(n, {})) for n in MODELS}, **MODEL_VARIANTS}
 FIELDS = ("types", "p4", "met", "met_phi", "weight", "process")
 #: processes, the condition sampled and the process code it gives (the nearest trained point)
 KINDS = {
@@ -26,7 +30,7 @@ KINDS = {
     "points": (("other", "proc@m=1000", "proc@m=1800"),
                Condition(process="proc", params={"m": 1700.0}), 2),
 }
-CASES = [pytest.param(name, kind, id=f"{name}-{kind}") for name in MODELS for kind in KINDS]
+CASES = [pytest.param(name, kind, id=f"{name}-{kind}") for name in SPECS for kind in KINDS]
 
 
 def test_every_builtin_family_is_registered() -> None:
@@ -36,7 +40,8 @@ def test_every_builtin_family_is_registered() -> None:
 def fitted(name: str, raw: RawBatch, seed: int = 0, kind: str = "plain"):
     torch.manual_seed(seed)
     processes = KINDS[kind][0]
-    model = build_model(name, TINY_CONFIGS.get(name, {}), processes=processes)
+    registered, settings = SPECS[name]
+    model = build_model(registered, settings, processes=processes)
     raw.process = torch.arange(len(raw)) % len(processes)  # training events of every process
     model.fit_data(raw)
     return model
@@ -68,11 +73,19 @@ def test_sample_shapes(name: str, kind: str, raw: RawBatch) -> None:
 
 @pytest.mark.parametrize(("name", "kind"), CASES)
 def test_gradients_reach_every_parameter(name: str, kind: str, raw: RawBatch) -> None:
+    """Every parameter is in the loss's graph (a gradient tensor: what DDP needs) and, after
+    one optimiser step (a zero-initialised output layer passes no gradient at the start, as
+    in the flow's matching mode), receives a non-zero gradient."""
     model = fitted(name, raw, kind=kind)
     model.train()
     loss, parts = model.training_loss(raw, generator=torch.Generator().manual_seed(0))
     assert loss.ndim == 0 and math.isfinite(float(loss.detach()))
     assert parts and all(math.isfinite(v) for v in parts.values())
+    loss.backward()
+    assert [n for n, p in model.named_parameters() if p.grad is None] == []
+    torch.optim.SGD(model.parameters(), lr=0.01).step()
+    model.zero_grad(set_to_none=True)
+    loss, _ = model.training_loss(raw, generator=torch.Generator().manual_seed(1))
     loss.backward()
     dead = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert dead == []
@@ -84,7 +97,7 @@ def test_save_load_round_trip(name: str, kind: str, raw: RawBatch, tmp_path) -> 
     model.info = {"processes": {"proc": {"cross_section_weight": 2.5}}}
     mdir = ModelDir(tmp_path / "m")
     mdir.save(model)
-    assert mdir.read_config()["model"] == name
+    assert mdir.read_config()["model"] == SPECS[name][0]
     loaded = mdir.load()
     assert type(loaded) is type(model) and loaded.config == model.config
     assert loaded.processes == model.processes and loaded.info == model.info
@@ -94,7 +107,7 @@ def test_save_load_round_trip(name: str, kind: str, raw: RawBatch, tmp_path) -> 
         assert torch.equal(getattr(a, field), getattr(b, field)), field
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", SPECS)
 def test_deterministic_under_a_seed(name: str, raw: RawBatch) -> None:
     one, two = fitted(name, raw, seed=3), fitted(name, raw, seed=3)
     for (k, p), q in zip(one.state_dict().items(), two.state_dict().values(), strict=True):

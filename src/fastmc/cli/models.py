@@ -19,7 +19,7 @@ from fastmc.errors import ConfigError
 DEVICE_HELP = "auto: CUDA if available, else CPU."
 Device = Literal["auto", "cpu", "cuda"]
 BUILTIN_MODELS = ("beta-vae", "alpha-vae", "flow")  # named in the help (a test checks)
-FlowMode = Literal["autoregressive", "coupling"]
+FlowMode = Literal["autoregressive", "coupling", "matching"]
 LatentPrior = Literal["normal", "bgmm", "gmm", "truth"]
 FitPrior = Literal["bgmm", "gmm"]
 Codes = Literal["posterior", "mean"]
@@ -127,8 +127,9 @@ def train_cmd(
     flow_mode: FlowMode | None = typer.Option(
         None,
         "--flow-mode",
-        help="Shorthand of --set mode=M for the flow: autoregressive (best fidelity) or coupling "
-        "(fast generation) (default autoregressive).",
+        help="Shorthand of --set mode=M for the flow: autoregressive (best fidelity), coupling "
+        "(fast generation) or matching (flow matching, transformer over objects) (default "
+        "autoregressive).",
     ),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Maximum epochs; an epoch is "
                                       "--batches-per-epoch batches, not a pass over the data "

@@ -52,6 +52,13 @@ def _inputs(model: Any, n: int) -> dict[str, torch.Tensor]:
 
 def flow_spec(model: Any) -> dict[str, Any]:
     """What :func:`fastmc.workflows.export.export_onnx` needs to export ``model``."""
+    if getattr(model, "velocity", None) is not None:
+        from fastmc.errors import ConfigError
+
+        raise ConfigError(
+            "ONNX export covers the spline modes (autoregressive, coupling) of the flow; a "
+            "model trained with mode: matching is not exported (generate with fastmc generate)"
+        )
     dim, slots = model.layout.dim, model.layout.n_slots
     return {
         "module": FlowSampler(model),

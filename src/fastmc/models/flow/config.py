@@ -6,6 +6,7 @@ import dataclasses
 from typing import Literal
 
 from fastmc.config import check_config, setting
+from fastmc.errors import ConfigError
 from fastmc.events import DEFAULT_MAX_OBJECTS
 from fastmc.models.flow.physics import SlotLayout
 
@@ -18,8 +19,11 @@ class FlowConfig:
 
     Network
     -------
-    mode : str                "autoregressive" (default; best fidelity, slow sampling) or
-                              "coupling" (two passes per transform: the fast mode)
+    mode : str                "autoregressive" (default; best fidelity, slow sampling),
+                              "coupling" (two passes per transform: the fast mode) or
+                              "matching" (conditional flow matching with a transformer over
+                              the object slots, :mod:`fastmc.models.flow.matching`; the
+                              spline settings below are unused and zuko is not needed)
     transforms : int          spline transforms in the flow (4)
     hidden : int              width of each transform's hidden layers (128)
     layers : int              hidden layers per transform (2)
@@ -29,6 +33,17 @@ class FlowConfig:
     embedding : int           size of the learned pattern embedding (16)
     max_patterns : int        rows of the embedding table; the most frequent patterns get
                               their own row, the rest share row 0 (256)
+
+    Flow matching (``mode: matching`` only)
+    ---------------------------------------
+    cfm_dim : int             token width of the transformer velocity field (128; even)
+    cfm_layers : int          transformer encoder layers (4)
+    cfm_heads : int           attention heads; must divide cfm_dim (4)
+    cfm_ff : int              width of each layer's feed-forward block; 0 means 4 x cfm_dim (0)
+    cfm_dropout : float       dropout in the encoder layers, training only (0.0)
+    ode_steps : int           fixed steps of the sampling ODE from noise (t=0) to data (t=1) (16)
+    ode_solver : str          "euler" (1 network pass per step), "midpoint" (2, default) or
+                              "rk4" (4)
 
     Slots and parameterisation (:mod:`fastmc.models.flow.physics`)
     -----------------------------------------------------------------
@@ -64,14 +79,16 @@ class FlowConfig:
     sample_precision : str    "float32" (default) or "bfloat16": matrix products of the
                               sampling network in bfloat16 (several times faster on CPUs with
                               AVX-512 BF16; the splines stay float32; the sample comes from a
-                              slightly perturbed flow, see docs/results.md)
+                              slightly perturbed flow, see docs/results.md); in matching mode
+                              the velocity field runs under torch.autocast(bfloat16) and the
+                              ODE state stays float32
     sample_compile : bool     run the spline inverse of sampling through torch.compile (one
                               fused loop, ~3x faster on the splines; costs a few seconds of
                               compilation per process and needs a C++ compiler; falls back
-                              with a warning) (False; docs/benchmarks.md)
+                              with a warning) (False; docs/benchmarks.md; unused in matching mode)
     """
 
-    mode: Literal["autoregressive", "coupling"] = "autoregressive"
+    mode: Literal["autoregressive", "coupling", "matching"] = "autoregressive"
     transforms: int = setting(4, ge=1)
     hidden: int = setting(128, ge=1)
     layers: int = setting(2, ge=1)
@@ -80,6 +97,13 @@ class FlowConfig:
     spline_slope: float = setting(1e-3, gt=0, lt=1)
     embedding: int = setting(16, ge=1)
     max_patterns: int = setting(256, ge=1)
+    cfm_dim: int = setting(128, ge=2)
+    cfm_layers: int = setting(4, ge=1)
+    cfm_heads: int = setting(4, ge=1)
+    cfm_ff: int = setting(0, ge=0)
+    cfm_dropout: float = setting(0.0, ge=0, lt=1)
+    ode_steps: int = setting(16, ge=1)
+    ode_solver: Literal["euler", "midpoint", "rk4"] = "midpoint"
     max_jets: int = setting(12, ge=0)
     max_electrons: int = setting(2, ge=0)
     max_muons: int = setting(2, ge=0)
@@ -104,6 +128,16 @@ class FlowConfig:
 
     def __post_init__(self) -> None:
         check_config(self)
+        if self.cfm_dim % self.cfm_heads or self.cfm_dim % 2:
+            raise ConfigError(
+                f"FlowConfig: cfm_dim ({self.cfm_dim}) must be even and divisible by cfm_heads "
+                f"({self.cfm_heads})"
+            )
+
+    @property
+    def cfm_ff_width(self) -> int:
+        """Feed-forward width of the matching transformer (cfm_ff, or 4 x cfm_dim if 0)."""
+        return self.cfm_ff or 4 * self.cfm_dim
 
     @property
     def layout(self) -> SlotLayout:

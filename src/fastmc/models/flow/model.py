@@ -49,6 +49,11 @@ Modes (recorded in the model directory's ``config.json``):
 - ``autoregressive``: fully autoregressive spline transforms, best fidelity; sampling needs
   one network pass per dimension and transform (slow on CPU).
 - ``coupling``: two passes per transform: the fast mode.
+- ``matching``: no spline flow; conditional flow matching with a transformer over the object
+  slots (:mod:`fastmc.models.flow.matching`): trained on the flow-matching loss (part
+  ``cfm_mse``, not a likelihood), sampled by a fixed-step ODE (``ode_steps``, ``ode_solver``)
+  from the same standard-normal noise.  Patterns, context, parameterisation, standardisation,
+  dequantisation, augmentation and whole-event rejection are those of the other modes.
 
 Sampling runs through :class:`fastmc.models.flow.inverse.FastInverse` (masked weights sliced
 per pass, fused spline inverse, chunks of ``sample_chunk`` events; optionally bfloat16 matrix
@@ -73,6 +78,7 @@ from fastmc.errors import ConfigError, GenerationError, require
 from fastmc.models.base import Condition, GenerativeModel, register_model
 from fastmc.models.flow.config import FlowConfig
 from fastmc.models.flow.inverse import FastInverse, build_spline_flow, map_chunks, single_threaded
+from fastmc.models.flow.matching import VelocityField, cfm_loss, integrate
 from fastmc.models.flow.physics import (
     FEATURES_PER_SLOT,
     Parameterisation,
@@ -98,7 +104,8 @@ class FlowModel(GenerativeModel):
 
     def __init__(self, config: FlowConfig, *, processes: Any = ("unknown",)) -> None:
         super().__init__(config, processes=processes)
-        require("zuko", "flows")
+        if config.mode != "matching":
+            require("zuko", "flows")
         self.layout = config.layout
         s, d = self.layout.n_slots, self.layout.dim
         #: process embedding width (0 for a one-process model, see the module docstring)
@@ -116,17 +123,31 @@ class FlowModel(GenerativeModel):
                              persistent=False)
         self.register_buffer("param_table", self.space.labels()[:, len(self.space.families):],
                              persistent=False)
-        self.flow = build_spline_flow(
-            d,
-            self.context_dim,
-            passes=None if config.mode == "autoregressive" else 2,
-            transforms=config.transforms,
-            hidden=config.hidden,
-            layers=config.layers,
-            bins=config.bins,
-            bound=config.spline_bound,
-            slope=config.spline_slope,
-        )
+        #: the kinematics backbone: a zuko spline flow, or the matching velocity field
+        self.flow: nn.Module | None = None
+        self.velocity: VelocityField | None = None
+        if config.mode == "matching":
+            self.velocity = VelocityField(
+                n_slots=s,
+                context_dim=self.context_dim,
+                dim=config.cfm_dim,
+                layers=config.cfm_layers,
+                heads=config.cfm_heads,
+                ff=config.cfm_ff_width,
+                dropout=config.cfm_dropout,
+            )
+        else:
+            self.flow = build_spline_flow(
+                d,
+                self.context_dim,
+                passes=None if config.mode == "autoregressive" else 2,
+                transforms=config.transforms,
+                hidden=config.hidden,
+                layers=config.layers,
+                bins=config.bins,
+                bound=config.spline_bound,
+                slope=config.spline_slope,
+            )
         self.register_buffer("x_mean", torch.zeros(d))
         self.register_buffer("x_std", torch.ones(d))
         self.register_buffer(
@@ -333,12 +354,14 @@ class FlowModel(GenerativeModel):
     def training_loss(
         self, raw: RawBatch, *, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Mean negative log-likelihood per event of the standardised parameters (nats).
+        """Mean negative log-likelihood per event of the standardised parameters (nats);
+        in matching mode the flow-matching loss (mean squared velocity error per present
+        dimension, part ``"cfm_mse"``, :func:`fastmc.models.flow.matching.cfm_loss`).
 
         With ``augment`` (in training mode, without ``canonical_eta_sign``), each event is
         mirrored (eta, phi) -> (-eta, -phi) with probability 1/2 before encoding.
         """
-        pats = self._require_fitted()
+        self._require_fitted()
         if self.config.augment and self.training and not self.config.canonical_eta_sign:
             flip = torch.rand(len(raw), generator=generator, device=raw.device) < 0.5
             raw = mirror_events(raw, flip)
@@ -347,15 +370,29 @@ class FlowModel(GenerativeModel):
         dev = x.device
         x = self._dequantise(x, present, generator)
         z = (x.float() - self.x_mean) / self.x_std
+        slot_types = enc["slot_types"]
+        if self.velocity is not None:
+            ctx = self.context(slot_types, self._pattern_index(slot_types), raw.process)
+            velocity = self.velocity
+
+            def field(xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+                return velocity(xt, t, slot_types, ctx, present).float()
+
+            mse = cfm_loss(field, z, present, generator)
+            return mse, {"cfm_mse": float(mse.detach())}
         noise = torch.randn(z.shape, generator=generator, device=dev, dtype=z.dtype)
         z = torch.where(present, z, noise)
-        slot_types = enc["slot_types"]
-        zeros = torch.zeros(*slot_types.shape, 4, device=dev)
-        packed, _ = self.layout.from_slots(slot_types, zeros, self.layout.n_slots)
-        ctx = self.context(slot_types, pats.index_of(packed), raw.process)
+        ctx = self.context(slot_types, self._pattern_index(slot_types), raw.process)
         nll = -self.flow(ctx).log_prob(z).mean()
         dim = z.shape[1]
         return nll, {"nll": float(nll.detach()), "nll_per_dim": float(nll.detach()) / dim}
+
+    def _pattern_index(self, slot_types: torch.Tensor) -> torch.Tensor:
+        """Pattern index int64 [B] (-1: not a training pattern) of slot types int [B, S]."""
+        pats = self._require_fitted()
+        zeros = torch.zeros(*slot_types.shape, 4, device=slot_types.device)
+        packed, _ = self.layout.from_slots(slot_types, zeros, self.layout.n_slots)
+        return pats.index_of(packed)
 
     @torch.no_grad()
     def sample(
@@ -439,7 +476,7 @@ class FlowModel(GenerativeModel):
         m = len(index)
         chunk = self.config.sample_chunk
         total = m
-        if self.config.sample_compile:
+        if self.config.sample_compile and self.velocity is None:
             total = max(m, min(-(-m // chunk) * chunk, 3 * m // 2))
         copies = -(-total // m)
         cand = index.repeat(copies)[:total]
@@ -487,12 +524,21 @@ class FlowModel(GenerativeModel):
             u = torch.rand(m, generator=generator, device=dev, dtype=torch.float64)
             sign = torch.where(u < 0.5, -1.0, 1.0).to(torch.float64)
         # everything below is per event: chunk by chunk, on `workers` threads
-        inverse, chunk, par = self._fast_inverse(dev), self.config.sample_chunk, self.parameterisation
-        if m:
-            inverse.warm_up(chunk, ctx, workers)
+        chunk, par = self.config.sample_chunk, self.parameterisation
+        if self.velocity is None:
+            inverse = self._fast_inverse(dev)
+            if m:
+                inverse.warm_up(chunk, ctx, workers)
+
+            def kinematics(sl: slice) -> torch.Tensor:
+                return inverse(ctx[sl], z[sl], chunk=chunk, workers=1)
+        else:
+
+            def kinematics(sl: slice) -> torch.Tensor:
+                return self._integrate(ctx[sl], z[sl], slot_types[sl])
 
         def work(sl: slice) -> tuple[RawBatch, torch.Tensor]:
-            x = inverse(ctx[sl], z[sl], chunk=chunk, workers=1) if m else z
+            x = kinematics(sl) if m else z
             x = x * self.x_std + self.x_mean
             return par.decode(x, slot_types[sl], phi_ref[sl], max_objects=self.config.max_objects,
                               eta_sign=None if sign is None else sign[sl])
@@ -505,6 +551,8 @@ class FlowModel(GenerativeModel):
 
     def _fast_inverse(self, device: torch.device) -> FastInverse:
         """The :class:`FastInverse` of the current weights (rebuilt when they change)."""
+        if self.flow is None:
+            raise ValueError("the flow inverse needs mode autoregressive or coupling")
         dtype = torch.bfloat16 if self.config.sample_precision == "bfloat16" else torch.float32
         params = list(self.flow.parameters())
         key = (dtype, self.config.sample_compile, device, *[(p.data_ptr(), p._version) for p in params])
@@ -514,6 +562,42 @@ class FlowModel(GenerativeModel):
             )
         return self._inverse_cache[1]
 
+    def _kinematics(
+        self, context: torch.Tensor, z: torch.Tensor, slot_types: torch.Tensor
+    ) -> torch.Tensor:
+        """Standardised parameters [B, D] from base noise ``z`` [B, D], context [B, C] and
+        slot types int [B, S]: the flow inverse, or in matching mode the ODE from noise."""
+        if self.velocity is None:
+            return self._inverse(context, z)
+        return self._integrate(context, z, slot_types)
+
+    def _integrate(
+        self, context: torch.Tensor, z: torch.Tensor, slot_types: torch.Tensor
+    ) -> torch.Tensor:
+        """Matching mode: ``ode_steps`` steps of ``ode_solver`` from ``z`` (t=0) to t=1, in
+        chunks of ``sample_chunk`` events (velocity field under bfloat16 autocast with
+        ``sample_precision: bfloat16``; the ODE state stays float32)."""
+        velocity = self.velocity
+        if velocity is None:
+            raise ValueError("_integrate needs mode: matching")
+        c = self.config
+        present = self.parameterisation.presence(slot_types)
+        bf16 = c.sample_precision == "bfloat16"
+        outs = []
+        n = len(z)
+        for lo in range(0, n, c.sample_chunk):
+            hi = min(lo + c.sample_chunk, n)
+            st, ctx, pr = slot_types[lo:hi], context[lo:hi], present[lo:hi]
+
+            def field(x: torch.Tensor, t: torch.Tensor, st=st, ctx=ctx, pr=pr) -> torch.Tensor:
+                with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=bf16):
+                    return velocity(x, t, st, ctx, pr).float()
+
+            # no_grad here too: grad mode is per thread, and this runs on sample's worker threads
+            with torch.no_grad():
+                outs.append(integrate(field, z[lo:hi].float(), steps=c.ode_steps, solver=c.ode_solver))
+        return torch.cat(outs) if outs else z
+
     def _inverse(self, context: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Flow inverse: standardised parameters [B, D] from base noise ``z`` [B, D]."""
         return self._fast_inverse(z.device)(context, z, chunk=self.config.sample_chunk)
@@ -521,17 +605,19 @@ class FlowModel(GenerativeModel):
     def core_runner(
         self, batch_size: int, *, device: torch.device | str = "cpu"
     ) -> Callable[[], int] | None:
-        """The bare flow inverse on pre-drawn noise and pattern context (for ``fastmc bench``)."""
+        """The bare flow inverse (matching mode: the ODE integration) on pre-drawn noise and
+        pattern context (for ``fastmc bench``)."""
         pats = self._require_fitted()
         gen = torch.Generator(device=device).manual_seed(0)
         with torch.no_grad():
             index = pats.sample(batch_size, generator=gen).to(device)
-            ctx = self.context(self._slot_types(index), index)
+            slot_types = self._slot_types(index)
+            ctx = self.context(slot_types, index)
             z = torch.randn(batch_size, self.layout.dim, generator=gen, device=device)
 
         def run() -> int:
             with torch.no_grad():
-                self._inverse(ctx, z)
+                self._kinematics(ctx, z, slot_types)
             return batch_size
 
         return run
