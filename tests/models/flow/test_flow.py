@@ -16,15 +16,7 @@ from fastmc.workflows.generate import generate_events
 
 pytest.importorskip("zuko")
 
-SQSQ = "sqsq1_sq1400_neut800_chan1.csv"
 TINY = {"hidden": 32, "transforms": 2, "bins": 4, "embedding": 4, "max_patterns": 16, "max_jets": 8}
-
-
-@pytest.fixture(scope="module")
-def real_events(data_dir) -> Events:
-    from fastmc.io import read_events
-
-    return read_events(data_dir / SQSQ)[:1500]
 
 
 def _fitted(events: Events, mode: str, **extra) -> FlowModel:
