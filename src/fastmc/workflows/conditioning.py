@@ -46,7 +46,7 @@ from fastmc.data.batch import RawBatch, cat_batches
 from fastmc.errors import ConfigError
 from fastmc.events import Events
 from fastmc.models.base import Condition, GenerativeModel, is_latent
-from fastmc.points import ProcessSpace
+from fastmc.points import ProcessSpace, format_value
 from fastmc.region import Region, parse_region
 
 __all__ = [
@@ -129,11 +129,22 @@ def _point_plan(model: GenerativeModel, family: str, params: Mapping[str, float]
             "on several parameter points of a process with a label input); drop --param"
         )
     space = ProcessSpace.from_names(model.processes)
-    name, clean = space.resolve(family, params, force=force)
     fixed: dict[str, float] = {}
     for p, (f, _) in zip(model.processes, space.points, strict=True):
         if f == family:
             fixed.update(((model.info or {}).get("processes", {}).get(p) or {}).get("params") or {})
+    # a parameter held fixed in training may be given again at its value (e.g. m_neutralino=100)
+    varied = space.trained(family) if family in space.families else {}
+    given = dict(params)
+    for key in [k for k in given if k not in varied and k in fixed]:
+        if not math.isclose(float(given[key]), float(fixed[key]), rel_tol=1e-9, abs_tol=1e-9):
+            raise ConfigError(
+                f"{family} was trained with {key} fixed at {format_value(float(fixed[key]))} GeV; "
+                f"it cannot generate {key}={format_value(float(given[key]))} (it varies only "
+                f"{', '.join(varied) or 'no parameter'})"
+            )
+        del given[key]
+    name, clean = space.resolve(family, given, force=force)
     full = {**fixed, **clean}
     names = model.processes if name in model.processes else (*model.processes, name)
     cond = Condition(process=family, params=clean)

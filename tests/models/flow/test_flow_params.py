@@ -156,6 +156,15 @@ def test_flow_points_through_prepare_train_generate(tmp_path: Path) -> None:
     assert set(ev.process) == {"gluino_01@m_gluino=1400"} and rep.process == "gluino_01@m_gluino=1400"
     assert ev.meta["params"] == {"m_gluino": 1400.0, "m_neutralino": 100.0}
     assert ev.meta["mode"] == "point" and ev.meta["forced"] is False and ev.meta["model"] == "flow"
+    # a parameter held fixed in training may be repeated at its value, not changed
+    generate(model_dir, tmp_path / "f.parquet", 5, process="gluino_01",
+             params={"m_gluino": 1400, "m_neutralino": 100}, device="cpu")
+    assert read_events(tmp_path / "f.parquet").meta["params"] == {"m_gluino": 1400.0,
+                                                                  "m_neutralino": 100.0}
+    with pytest.raises(ConfigError, match="trained with m_neutralino fixed at 100 GeV; it "
+                                          "cannot generate m_neutralino=800"):
+        generate(model_dir, tmp_path / "f2.parquet", 5, process="gluino_01",
+                 params={"m_gluino": 1400, "m_neutralino": 800}, device="cpu")
     with pytest.raises(ConfigError, match="outside the trained range"):
         generate(model_dir, tmp_path / "x.parquet", 5, process="gluino_01",
                  params={"m_gluino": 2200}, device="cpu")
