@@ -68,6 +68,30 @@ def make_events(n: int, seed: int = 0, process: str = "proc") -> Events:
     return ev.sorted()
 
 
+def fit_steps(model, raw, steps: int, *, lr: float, generator) -> float:
+    """``steps`` Adam steps of ``model.training_loss`` on the same batch ``raw`` (noise from
+    ``generator``); the last loss."""
+    import torch
+
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    loss = None
+    for _ in range(steps):
+        loss, _ = model.training_loss(raw, generator=generator)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return float("nan") if loss is None else float(loss.detach())
+
+
+def jet_pair_distances(ev: Events, i: int) -> np.ndarray:
+    """dR in (eta, phi) of every pair of jets (j and b) of event ``i``, float64 [pairs]."""
+    jets = ev.mask("j", "b")[i]
+    eta, phi = ev.p4[i, jets, 2].astype(np.float64), ev.p4[i, jets, 3].astype(np.float64)
+    dp = np.remainder(phi[:, None] - phi[None, :] + np.pi, 2 * np.pi) - np.pi
+    dr = np.sqrt((eta[:, None] - eta[None, :]) ** 2 + dp**2)
+    return dr[np.triu_indices(len(eta), 1)]
+
+
 def head(raw, n: int):
     """The first ``n`` events of a RawBatch."""
     import dataclasses

@@ -130,6 +130,14 @@ class ProcessSpace:
 
         return torch.tensor([self.label_row(f, p) for f, p in self.points], dtype=torch.float32)
 
+    def points_of(self, family: str) -> list[int]:
+        """Indices into :attr:`points` of ``family``'s points; ConfigError if it is not one of
+        :attr:`families`."""
+        if family not in self.families:
+            raise ConfigError(f"{family!r} is not a process family of the model: "
+                              f"{', '.join(self.families)}")
+        return [i for i, (f, _) in enumerate(self.points) if f == family]
+
     def trained(self, family: str) -> dict[str, list[float]]:
         """Parameter -> sorted trained values of ``family``'s points."""
         out: dict[str, set[float]] = {}

@@ -13,6 +13,7 @@ from fastmc.events import Events
 from fastmc.models import build_model, get_model, load_model, save_model
 from fastmc.models.flow import FlowConfig, FlowModel
 from fastmc.workflows.generate import generate_events
+from modelhelpers import fit_steps
 
 pytest.importorskip("zuko")
 
@@ -86,14 +87,9 @@ def test_save_load_gives_identical_samples(model: FlowModel, tmp_path) -> None:
 def test_training_lowers_the_loss(real_events: Events) -> None:
     model = _fitted(real_events, "coupling")
     raw = RawBatch.from_events(real_events[:256])
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     gen = torch.Generator().manual_seed(0)
     first = float(model.training_loss(raw, generator=gen)[0].detach())
-    for _ in range(30):
-        loss, _ = model.training_loss(raw, generator=gen)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    fit_steps(model, raw, 30, lr=3e-3, generator=gen)
     assert float(model.training_loss(raw, generator=gen)[0].detach()) < first - 1.0
 
 

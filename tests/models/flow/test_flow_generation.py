@@ -12,6 +12,7 @@ from fastmc.errors import GenerationError
 from fastmc.events import Events
 from fastmc.models import build_model
 from fastmc.models.flow import FlowModel
+from modelhelpers import jet_pair_distances
 
 pytest.importorskip("zuko")
 
@@ -26,14 +27,6 @@ def coupling(real_events: Events) -> FlowModel:
     return model
 
 
-def _jet_pair_distances(ev: Events, i: int) -> np.ndarray:
-    jets = ev.mask("j", "b")[i]
-    eta, phi = ev.p4[i, jets, 2].astype(np.float64), ev.p4[i, jets, 3].astype(np.float64)
-    dp = np.remainder(phi[:, None] - phi[None, :] + np.pi, 2 * np.pi) - np.pi
-    dr = np.sqrt((eta[:, None] - eta[None, :]) ** 2 + dp**2)
-    return dr[np.triu_indices(len(eta), 1)]
-
-
 @pytest.mark.parametrize("seed", range(5))
 def test_generated_events_never_violate_separation_or_thresholds(coupling: FlowModel, seed: int) -> None:
     """Property over seeds: every jet pair at least the jet radius apart, every object above
@@ -46,7 +39,7 @@ def test_generated_events_never_violate_separation_or_thresholds(coupling: FlowM
     after = coupling.generation_stats()
     radius = float(coupling.jet_radius)
     for i in range(len(ev)):
-        assert (_jet_pair_distances(ev, i) >= radius).all()
+        assert (jet_pair_distances(ev, i) >= radius).all()
     group = np.array([0, 1, 1, 2, 2, 3, 3, 4])[ev.types]  # 1 jets .. 4 photons, 0 padding
     thr = np.r_[np.inf, coupling.pt_threshold.numpy()]
     emax = np.r_[0.0, coupling.eta_max.numpy()]

@@ -15,21 +15,12 @@ from typer.testing import CliRunner
 
 from fastmc.data.batch import RawBatch
 from fastmc.errors import ConfigError
-from fastmc.events import Events
 from fastmc.models import ModelDir, build_model
 from fastmc.models.flow import FlowConfig, FlowModel
 from fastmc.models.flow.matching import VelocityField, integrate
-from modelhelpers import TINY_CONFIGS, TINY_MATCHING, make_events
+from modelhelpers import TINY_CONFIGS, TINY_MATCHING, fit_steps, jet_pair_distances, make_events
 
 SETTINGS = {**TINY_MATCHING, "cfm_dim": 32, "cfm_heads": 4, "cfm_layers": 2, "max_jets": 8}
-
-
-def _jet_pair_distances(ev: Events, i: int) -> np.ndarray:
-    jets = ev.mask("j", "b")[i]
-    eta, phi = ev.p4[i, jets, 2].astype(np.float64), ev.p4[i, jets, 3].astype(np.float64)
-    dp = np.remainder(phi[:, None] - phi[None, :] + np.pi, 2 * np.pi) - np.pi
-    dr = np.sqrt((eta[:, None] - eta[None, :]) ** 2 + dp**2)
-    return dr[np.triu_indices(len(eta), 1)]
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +31,6 @@ def trained() -> FlowModel:
     assert isinstance(model, FlowModel) and model.flow is None and model.velocity is not None
     raw = RawBatch.from_events(make_events(600, seed=4))
     model.fit_data(raw)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    gen = torch.Generator().manual_seed(0)
-
     def held_out() -> float:  # the same noise and times before and after training
         model.eval()
         with torch.no_grad():
@@ -51,11 +39,7 @@ def trained() -> FlowModel:
         return float(loss)
 
     first = held_out()
-    for _ in range(60):
-        loss, _ = model.training_loss(raw, generator=gen)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    fit_steps(model, raw, 60, lr=3e-3, generator=torch.Generator().manual_seed(0))
     model.info["first_mse"], model.info["last_mse"] = first, held_out()
     # the synthetic events' fitted jet radius is tiny (random azimuths); the detector's 0.4
     # makes the whole-event rejection work
@@ -143,7 +127,7 @@ def test_sampled_events_respect_separation_and_thresholds(trained: FlowModel, se
     after = trained.generation_stats()
     radius = float(trained.jet_radius)
     for i in range(len(ev)):
-        assert (_jet_pair_distances(ev, i) >= radius).all()
+        assert (jet_pair_distances(ev, i) >= radius).all()
     group = np.array([0, 1, 1, 2, 2, 3, 3, 4])[ev.types]
     thr = np.r_[np.inf, trained.pt_threshold.numpy()]
     emax = np.r_[0.0, trained.eta_max.numpy()]

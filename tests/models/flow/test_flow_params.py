@@ -18,7 +18,7 @@ from fastmc.models.base import Condition, build_model
 from fastmc.models.modeldir import load_model, save_model
 from fastmc.workflows.conditioning import process_plan
 from fastmc.workflows.generate import generate
-from modelhelpers import TINY_CONFIGS, make_events
+from modelhelpers import TINY_CONFIGS, fit_steps, make_events
 
 pytest.importorskip("zuko")
 
@@ -84,13 +84,7 @@ def test_the_kinematics_follow_the_parameter_between_trained_points(tmp_path: Pa
     model = build_model("flow", {**TINY_CONFIGS["flow"], "hidden": 64, "transforms": 2, "mode": "coupling"},
                         processes=POINTS)
     model.fit_data(raw)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(50):
-        loss, _ = model.training_loss(raw, generator=gen)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    fit_steps(model, raw, 50, lr=1e-2, generator=torch.Generator().manual_seed(0))
     med = {}
     for m in (1000, 1400, 1600, 1800):
         out = model.sample(1500, condition=Condition(process="g", params={"m": m}),

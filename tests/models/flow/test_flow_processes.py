@@ -11,7 +11,7 @@ import torch
 from fastmc.data.batch import RawBatch, cat_batches
 from fastmc.models.base import Condition, build_model
 from fastmc.models.modeldir import load_model, save_model
-from modelhelpers import TINY_CONFIGS, make_events
+from modelhelpers import TINY_CONFIGS, fit_steps, make_events
 
 pytest.importorskip("zuko")
 
@@ -35,13 +35,7 @@ def test_flow_samples_the_patterns_and_kinematics_of_the_process(tmp_path) -> No
     model = build_model("flow", TINY_CONFIGS["flow"], processes=("few", "many"))
     model.fit_data(raw)
     assert model.process_conditional and model.process_counts.shape[0] == 2
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(60):
-        loss, _ = model.training_loss(raw, generator=gen)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    fit_steps(model, raw, 60, lr=1e-2, generator=torch.Generator().manual_seed(0))
     out = {}
     for i, proc in enumerate(("few", "many")):
         s = model.sample(400, condition=Condition(process=proc), generator=torch.Generator().manual_seed(1))

@@ -278,13 +278,10 @@ class FlowModel(GenerativeModel):
         if not self.param_conditional:
             raise ConfigError(f"model {self.name!r} is not conditioned on physical parameters")
         family, params = condition.process, dict(condition.params or {})
-        if family not in self.space.families:
-            raise ConfigError(f"{family!r} is not a process family of the model: "
-                              f"{', '.join(self.space.families)}")
+        same = self.space.points_of(family)
         nf = len(self.space.families)
         row = torch.tensor(self.space.label_row(family, params)[nf:], dtype=torch.float64)
         table = self.param_table.to("cpu", torch.float64)
-        same = [i for i, (f, _) in enumerate(self.space.points) if f == family]
         dist = {i: float((table[i] - row).norm()) for i in same}
         near = sorted(same, key=lambda i: (dist[i], i))[:2]
         trained = self.space.trained(family)

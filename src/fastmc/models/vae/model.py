@@ -402,11 +402,8 @@ class VAE(LatentVariableMixin, GenerativeModel):
         if not self.param_conditional:
             raise ConfigError(f"model {self.name!r} is not conditioned on physical parameters")
         family, params = condition.process, dict(condition.params or {})
-        if family not in self.space.families:
-            raise ConfigError(f"{family!r} is not a process family of the model: "
-                              f"{', '.join(self.space.families)}")
+        same = self.space.points_of(family)
         row = torch.tensor(self.space.label_row(family, params), dtype=torch.float32)
-        same = [i for i, (f, _) in enumerate(self.space.points) if f == family]
         nearest = min(same, key=lambda i: float((self.label_table[i].cpu() - row).abs().sum()))
         return self.processes[nearest], row
 
