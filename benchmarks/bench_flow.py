@@ -99,8 +99,11 @@ def main() -> None:
             x = model._kinematics(ctx, z, st) * model.x_std + model.x_mean
             t1 = time.perf_counter()
             phi = math.pi - 2 * math.pi * torch.rand(b, generator=gen, dtype=torch.float64)
+            sign = None
+            if model.config.canonical_eta_sign:  # the orientation, drawn as in sample
+                sign = torch.where(torch.rand(b, generator=gen) < 0.5, -1.0, 1.0).double()
             with single_threaded():  # as in sample (there: chunk by chunk on the worker threads)
-                model.parameterisation.decode(x, st, phi, max_objects=model.config.max_objects)
+                model.parameterisation.decode(x, st, phi, max_objects=model.config.max_objects, eta_sign=sign)
             t2 = time.perf_counter()
         print(f"|   split at batch {b}: flow inverse (matching: ODE) {t1 - t0:.3f} s, decode "
               f"{t2 - t1:.3f} s | | | | | | |")

@@ -83,10 +83,14 @@ def fit_steps(model, raw, steps: int, *, lr: float, generator) -> float:
     return float("nan") if loss is None else float(loss.detach())
 
 
-def jet_pair_distances(ev: Events, i: int) -> np.ndarray:
-    """dR in (eta, phi) of every pair of jets (j and b) of event ``i``, float64 [pairs]."""
+def jet_pair_distances(ev: Events, i: int, *, rapidity: bool = False) -> np.ndarray:
+    """dR in (eta, phi), or (y, phi) with ``rapidity``, of every pair of jets (j and b) of
+    event ``i``, float64 [pairs]."""
     jets = ev.mask("j", "b")[i]
-    eta, phi = ev.p4[i, jets, 2].astype(np.float64), ev.p4[i, jets, 3].astype(np.float64)
+    p4 = ev.p4[i, jets].astype(np.float64)
+    eta, phi = p4[:, 2], p4[:, 3]
+    if rapidity:
+        eta = np.arctanh(p4[:, 1] * np.sinh(eta) / p4[:, 0])
     dp = np.remainder(phi[:, None] - phi[None, :] + np.pi, 2 * np.pi) - np.pi
     dr = np.sqrt((eta[:, None] - eta[None, :]) ** 2 + dp**2)
     return dr[np.triu_indices(len(eta), 1)]
@@ -132,3 +136,15 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def assert_jets_separated(model, ev: Events) -> None:
+    """Every pair of jets of every event at least the model's jet radius apart: in (y, phi)
+    with ``jet_azimuth: allowed`` (built in; float32 azimuths, so 1e-6 rad slack), else in
+    (eta, phi) (rejection on the values written out: no slack)."""
+    par = model.parameterisation if hasattr(model, "parameterisation") else model
+    allowed = par.jet_azimuth == "allowed"
+    radius = float(par.jet_radius) - (1e-6 if allowed else 0.0)
+    for i in range(len(ev)):
+        d = jet_pair_distances(ev, i, rapidity=allowed)
+        assert (d >= radius).all(), (i, d.min(), radius)

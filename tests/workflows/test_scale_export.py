@@ -51,3 +51,16 @@ def test_flow_sampling_network_matches_torch(tmp_path: Path) -> None:
     assert report.max_abs_diff["slot_types"] == 0
     assert report.max_abs_diff["x"] < 1e-3
     assert any("Parameterisation.decode" in item for item in report.not_exported)
+
+
+def test_flow_conditioned_on_processes_is_refused(tmp_path: Path) -> None:
+    """The graph has no process input: exporting a multi-process flow would silently give the
+    first process only, so it is refused with what to do instead."""
+    from fastmc.errors import ConfigError
+
+    model = build_model("flow", {**TINY_CONFIGS["flow"], "mode": "coupling"}, processes=("ttbar", "z_jets"))
+    events = make_events(200, seed=4, process="ttbar")
+    model.fit_data(RawBatch.from_events(events))
+    with pytest.raises(ConfigError, match=r"one-process flows.*--process"):
+        export_onnx(model, tmp_path / "flow.onnx", check_events=10)
+    assert not (tmp_path / "flow.onnx").exists()

@@ -141,9 +141,19 @@ def _log(x: np.ndarray) -> np.ndarray:
         return np.log(np.where(x > 0, x, np.nan))
 
 
-def closest_jet_pair_dr(events: Events) -> np.ndarray:
+def _rapidity(p4: np.ndarray) -> np.ndarray:
+    """Rapidity y = atanh(pz / E) of (E, pT, eta, phi) arrays [..., 4] (|pz / E| clipped below
+    1, so a massless object rounded to E < |p| gets a finite y close to its eta)."""
+    pz = p4[..., PT] * np.sinh(p4[..., ETA])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        beta = np.clip(pz / p4[..., E], -1.0 + 1e-15, 1.0 - 1e-15)
+    return np.arctanh(beta)
+
+
+def closest_jet_pair_dr(events: Events, *, rapidity: bool = False) -> np.ndarray:
     """dR of the closest pair of jets (j or b, all of them) per event, float64 [N]; NaN in
-    events with fewer than two jets.  dR = sqrt(d_eta^2 + d_phi^2), d_phi wrapped."""
+    events with fewer than two jets.  dR = sqrt(d_eta^2 + d_phi^2), d_phi wrapped; with
+    ``rapidity`` the rapidity y = atanh(pz / E) replaces eta (the distance anti-kT uses)."""
     jmask = events.mask("j", "b")
     k = int(jmask.sum(axis=1).max(initial=0))
     out = np.full(len(events), np.nan)
@@ -151,6 +161,9 @@ def closest_jet_pair_dr(events: Events) -> np.ndarray:
         return out
     idx, exists = _sorted_slots(events, jmask, k)
     jets, _ = _gather(events, idx, exists)
+    if rapidity:
+        jets = jets.copy()
+        jets[..., ETA] = _rapidity(jets)
     ii, jj = np.triu_indices(k, 1)
     with np.errstate(invalid="ignore"):
         dr = _dr(jets[:, ii], jets[:, jj])

@@ -147,6 +147,13 @@ class GenerativeModel(torch.nn.Module):
         raise NotImplementedError
 
     # -- optional hooks ----------------------------------------------------------------
+    @classmethod
+    def saved_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The settings of a saved model (``config.json``'s ``model_config``) as this version
+        reads them: a setting added later with a new default is given the value that rebuilds
+        the saved model (default: unchanged)."""
+        return dict(config)
+
     def extra_tensors(self) -> dict[str, torch.Tensor]:
         """Non-parameter tensors to save with the weights (default: none)."""
         return {}

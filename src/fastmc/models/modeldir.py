@@ -34,7 +34,7 @@ from fastmc import __version__
 from fastmc.config import config_to_dict
 from fastmc.errors import FastMCError
 from fastmc.io.atomic import atomic_path
-from fastmc.models.base import GenerativeModel, build_model, is_latent
+from fastmc.models.base import GenerativeModel, build_model, get_model, is_latent
 
 __all__ = [
     "FORMAT_VERSION",
@@ -344,7 +344,8 @@ class ModelDir:
     def load(self, *, device: str | torch.device = "cpu") -> GenerativeModel:
         """The saved model, in eval mode on ``device`` (priors included)."""
         desc = self.read_config()
-        model = build_model(desc["model"], desc["model_config"], processes=desc["processes"])
+        settings = get_model(desc["model"]).model_cls.saved_config(desc["model_config"] or {})
+        model = build_model(desc["model"], settings, processes=desc["processes"])
         model.info = dict(desc.get("info") or {})
         self.read_weights(model)
         self.read_priors(model)

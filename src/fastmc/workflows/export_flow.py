@@ -17,8 +17,11 @@ inverse of every autoregressive rational-quadratic spline transform, block by bl
 
 Not in the graph, to do on the caller's side (docs/onnx.md): drawing the pattern (a
 categorical draw), the reference azimuth and the decoding of ``x`` into four-vectors
-(``Parameterisation.decode``: angles relative to the reference, masses, the repair of
-too-close jets) and the optional mirror augmentation.
+(``Parameterisation.decode``: angles relative to the reference or, with ``jet_azimuth:
+allowed``, jet by jet in the azimuths the harder jets allow; masses; the validity mask of the
+events to reject whole) and, with ``canonical_eta_sign``, the orientation of each event.  The
+model's process or parameter-point conditioning is not an input of the graph: the export is
+refused for multi-process and parameter-conditioned models.
 """
 
 from __future__ import annotations
@@ -59,6 +62,15 @@ def flow_spec(model: Any) -> dict[str, Any]:
             "ONNX export covers the spline modes (autoregressive, coupling) of the flow; a "
             "model trained with mode: matching is not exported (generate with fastmc generate)"
         )
+    if len(model.processes) > 1 or model.param_conditional:
+        from fastmc.errors import ConfigError
+
+        raise ConfigError(
+            f"ONNX export covers one-process flows; this model is conditioned on "
+            f"{'parameter points' if model.param_conditional else 'processes'} "
+            f"({', '.join(model.processes)}), which the graph has no input for: generate with "
+            "fastmc generate --process/--cocktail"
+        )
     dim, slots = model.layout.dim, model.layout.n_slots
     return {
         "module": FlowSampler(model),
@@ -68,9 +80,10 @@ def flow_spec(model: Any) -> dict[str, Any]:
         "check_inputs": lambda spec, n: _inputs(model, n),
         "not_exported": [
             "pattern sampling (categorical draw over the model's patterns)",
-            "reference azimuth draw and Parameterisation.decode (x -> four-vectors, "
-            "jet-separation repair)",
-            "mirror augmentation (eta, phi) -> (-eta, -phi) of half the events",
+            "reference azimuth draw and Parameterisation.decode (x -> four-vectors; jet "
+            "azimuths in the allowed set with jet_azimuth: allowed; the mask of events to "
+            "reject whole for jet separation)",
+            "the orientation draw of canonical_eta_sign models",
         ],
         "meta": {"dim": dim, "slots": slots, "input_z": "standard-normal base noise",
                  "input_pattern": "pattern index from the model's pattern distribution"},

@@ -14,6 +14,7 @@ from typing import Any
 
 from fastmc.config import config_to_dict, from_dict
 from fastmc.errors import ConfigError
+from fastmc.models.base import get_model
 from fastmc.models.modeldir import CONFIG_FILE, ModelDir
 from fastmc.workflows.train_config import TrainConfig
 
@@ -63,7 +64,7 @@ def resume_settings(
 
     if model_name is not None and model_name != desc["model"]:
         raise conflict("model", model_name, desc["model"])
-    stored_model = dict(desc["model_config"])
+    stored_model = get_model(desc["model"]).model_cls.saved_config(desc["model_config"])
     for key, value in dict(model_config or {}).items():
         if _differs(value, stored_model.get(key)):
             raise conflict(key, value, stored_model.get(key, "not set"))

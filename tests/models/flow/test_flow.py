@@ -13,7 +13,7 @@ from fastmc.events import Events
 from fastmc.models import build_model, get_model, load_model, save_model
 from fastmc.models.flow import FlowConfig, FlowModel
 from fastmc.workflows.generate import generate_events
-from modelhelpers import fit_steps
+from modelhelpers import assert_jets_separated, fit_steps
 
 pytest.importorskip("zuko")
 
@@ -122,13 +122,7 @@ def test_generated_patterns_are_training_patterns_and_physical(
     assert (p4[..., 0] >= p4[..., 1] * np.cosh(p4[..., 2]))[real].all()
     assert ((p4[..., 3] > -np.pi) & (p4[..., 3] <= np.pi))[real].all()
     assert ev.equals(ev.sorted())
-    radius = float(model.jet_radius)
-    jets = ev.mask("j", "b")
-    for i in range(len(ev)):
-        eta, phi = p4[i, jets[i], 2], p4[i, jets[i], 3]
-        dp = np.remainder(phi[:, None] - phi[None, :] + np.pi, 2 * np.pi) - np.pi
-        dr = np.sqrt((eta[:, None] - eta[None, :]) ** 2 + dp**2) + 10 * np.eye(len(eta))
-        assert (dr >= radius).all()
+    assert_jets_separated(model, ev)
 
 
 def test_mirror_augmentation_is_the_symmetry_of_the_parameters(

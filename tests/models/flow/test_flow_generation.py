@@ -3,6 +3,8 @@ fast inverse and its fused spline."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -12,7 +14,7 @@ from fastmc.errors import GenerationError
 from fastmc.events import Events
 from fastmc.models import build_model
 from fastmc.models.flow import FlowModel
-from modelhelpers import jet_pair_distances
+from modelhelpers import assert_jets_separated
 
 pytest.importorskip("zuko")
 
@@ -21,35 +23,53 @@ TINY = {"hidden": 32, "transforms": 2, "bins": 4, "embedding": 4, "max_patterns"
 
 @pytest.fixture(scope="module")
 def coupling(real_events: Events) -> FlowModel:
+    """Untrained coupling flow with the plain azimuth: separation by whole-event rejection."""
     torch.manual_seed(0)
-    model = build_model("flow", {**TINY, "mode": "coupling", "max_jets": 14})
+    model = build_model("flow", {**TINY, "mode": "coupling", "max_jets": 14, "jet_azimuth": "reference"})
     model.fit_data(RawBatch.from_events(real_events))
     return model
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_generated_events_never_violate_separation_or_thresholds(coupling: FlowModel, seed: int) -> None:
+@pytest.fixture(scope="module")
+def allowed(real_events: Events) -> FlowModel:
+    """Untrained coupling flow with jets placed in their allowed azimuths (the default)."""
+    torch.manual_seed(0)
+    model = build_model("flow", {**TINY, "mode": "coupling", "max_jets": 14})
+    assert model.config.jet_azimuth == "allowed"
+    model.fit_data(RawBatch.from_events(real_events))
+    return model
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("azimuth", ["reference", "allowed"])
+def test_generated_events_never_violate_separation_or_thresholds(
+    coupling: FlowModel, allowed: FlowModel, azimuth: str, seed: int
+) -> None:
     """Property over seeds: every jet pair at least the jet radius apart, every object above
     its group's pT threshold and inside its |eta| range, the pattern of each event the one
-    drawn first (rejection redraws kinematics only)."""
+    drawn first (rejection redraws kinematics only).  With the plain azimuth an untrained flow
+    puts jets too close and those events are rejected; with the allowed azimuths none is."""
+    model = coupling if azimuth == "reference" else allowed
     gen = torch.Generator().manual_seed(seed)
-    expect = coupling.patterns.sample(400, generator=gen)
-    before = coupling.generation_stats()
-    ev = coupling.sample(400, generator=torch.Generator().manual_seed(seed)).to_events()
-    after = coupling.generation_stats()
-    radius = float(coupling.jet_radius)
-    for i in range(len(ev)):
-        assert (jet_pair_distances(ev, i) >= radius).all()
+    expect = model.patterns.sample(400, generator=gen)
+    before = model.generation_stats()
+    ev = model.sample(400, generator=torch.Generator().manual_seed(seed)).to_events()
+    after = model.generation_stats()
+    assert_jets_separated(model, ev)
     group = np.array([0, 1, 1, 2, 2, 3, 3, 4])[ev.types]  # 1 jets .. 4 photons, 0 padding
-    thr = np.r_[np.inf, coupling.pt_threshold.numpy()]
-    emax = np.r_[0.0, coupling.eta_max.numpy()]
+    thr = np.r_[np.inf, model.pt_threshold.numpy()]
+    emax = np.r_[0.0, model.eta_max.numpy()]
     real = ev.types > 0
     assert (ev.p4[..., 1] >= np.float32(thr[group]))[real].all()
     assert (np.abs(ev.p4[..., 2]) <= emax[group])[real].all()
-    types = coupling.patterns.types(expect, ev.max_objects).numpy()
+    types = model.patterns.types(expect, ev.max_objects).numpy()
     np.testing.assert_array_equal(ev.types, types)
     drawn, rejected = after["drawn"] - before["drawn"], after["rejected"] - before["rejected"]
-    assert drawn == 400 + rejected and rejected > 0  # an untrained flow does put jets too close
+    assert drawn == 400 + rejected
+    if azimuth == "reference":
+        assert rejected > 0  # an untrained flow does put jets too close
+    else:
+        assert rejected == 0  # built in: nothing to reject
 
 
 def test_rejected_share_is_in_the_generation_metadata(coupling: FlowModel, tmp_path) -> None:
@@ -140,3 +160,35 @@ def test_mirror_in_the_parameterisation_is_exact(real_events: Events) -> None:
     ev = model.sample(2000, generator=torch.Generator().manual_seed(5)).to_events()
     first_eta = ev.p4[:, 0, 2]
     assert abs(float((first_eta > 0).mean()) - 0.5) < 0.05  # 4.5 standard errors
+
+
+def test_model_saved_before_jet_azimuth_existed_loads_as_reference(coupling: FlowModel, tmp_path) -> None:
+    """config.json without the jet_azimuth keys (models of earlier versions) decodes with the
+    plain azimuth and rejection, as it was trained."""
+    import json
+
+    from fastmc.models.modeldir import ModelDir
+
+    mdir = ModelDir(tmp_path / "old")
+    mdir.save(coupling.eval())
+    path = tmp_path / "old" / "config.json"
+    desc = json.loads(path.read_text())
+    for key in ("jet_azimuth", "jet_edge_width", "jet_edge_power", "radius_quantile"):
+        del desc["model_config"][key]
+    path.write_text(json.dumps(desc))
+    loaded = mdir.load()
+    assert loaded.config.jet_azimuth == "reference"
+    a = coupling.sample(64, generator=torch.Generator().manual_seed(4))
+    b = loaded.sample(64, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(a.p4, b.p4)
+
+
+def test_model_saved_before_the_mass_bound_decodes_unbounded(allowed: FlowModel) -> None:
+    """Weights without ``param.mass_max`` (models of earlier versions): the plain log mass
+    parameter, as they were trained."""
+    assert allowed.mass_max is not None and allowed.parameterisation.mass_max is not None
+    tensors = {k: v for k, v in allowed.extra_tensors().items() if k != "param.mass_max"}
+    old = build_model("flow", dataclasses.asdict(allowed.config))
+    old.load_state_dict(allowed.state_dict())
+    old.load_extra_tensors(tensors)
+    assert old.mass_max is None and old.parameterisation.mass_max is None

@@ -10,6 +10,7 @@ from fastmc.data.batch import RawBatch
 from fastmc.events import Events
 from fastmc.models.flow.physics import SlotLayout, fit_parameterisation
 from fastmc.models.flow.structure import PatternDistribution
+from modelhelpers import jet_pair_distances
 
 SQSQ = "sqsq1_sq1400_neut800_chan1.csv"
 
@@ -24,15 +25,29 @@ def real_events(data_dir) -> Events:
 LAYOUT = SlotLayout(jets=14, electrons=2, muons=2, photons=2)
 
 
-def test_round_trip_is_exact(real_events: Events) -> None:
+OPTIONS = {
+    "reference": {},
+    "allowed": {"jet_azimuth": "allowed", "jet_edge_width": 0.2, "jet_edge_power": 0.5},
+    "allowed-mass-bound": {"jet_azimuth": "allowed", "mass_margin": 1.5},
+    "allowed-hard-canonical": {"jet_azimuth": "allowed", "jet_edge_width": 0.0, "canonical_eta_sign": True},
+}
+
+
+@pytest.mark.parametrize("options", OPTIONS.values(), ids=OPTIONS.keys())
+def test_round_trip_is_exact(real_events: Events, options) -> None:
     raw = RawBatch.from_events(real_events)
-    par = fit_parameterisation(raw, LAYOUT)
+    par = fit_parameterisation(raw, LAYOUT, **options)
+    if options.get("jet_azimuth") == "allowed":
+        assert 0.5 < par.jet_radius < 0.6  # (y, phi): the detector's R = 0.6, smeared after clustering
+    assert (par.mass_max is not None) == ("mass_margin" in options)
+    eta_sign = {"eta_sign": None}
     enc = par.encode(raw)
     assert enc["x"].shape == (len(real_events), LAYOUT.dim)
     assert int(enc["dropped"].sum()) == 0
     assert bool(torch.isfinite(enc["x"]).all())
+    eta_sign["eta_sign"] = enc["eta_sign"]
     out, valid = par.decode(
-        enc["x"].float(), enc["slot_types"], enc["phi_ref"], max_objects=real_events.max_objects
+        enc["x"].float(), enc["slot_types"], enc["phi_ref"], max_objects=real_events.max_objects, **eta_sign
     )
     assert bool(valid.all())  # every real event has its jets separated: none rejected
     back = out.to_events()
@@ -54,6 +69,46 @@ def test_round_trip_keeps_every_observable(real_events: Events) -> None:
     a = compute_observables(real_events).values
     b = compute_observables(back.to_events()).values
     np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4, equal_nan=True)
+
+
+def test_allowed_azimuths_separate_every_decoded_vector(real_events: Events) -> None:
+    """With ``jet_azimuth="allowed"`` arbitrary parameters decode to events whose jets are all
+    at least the radius apart in (y, phi): built in, so every event is kept; the parameter
+    of a jet's azimuth is monotone in it (same other parameters)."""
+    raw = RawBatch.from_events(real_events[:500])
+    par = fit_parameterisation(raw, LAYOUT, jet_azimuth="allowed", jet_edge_width=0.2, jet_edge_power=0.5,
+                               mass_margin=1.5)
+    enc = par.encode(raw)
+    gen = torch.Generator().manual_seed(3)
+    x = 2.0 * torch.randn(enc["x"].shape, generator=gen, dtype=torch.float64)
+    phi_ref = torch.rand(len(raw), generator=gen, dtype=torch.float64) * 6.28 - 3.14
+    out, valid = par.decode(x, enc["slot_types"], phi_ref, max_objects=19)
+    ev = out.to_events()
+    assert bool(valid.all())
+    # no object heavier than its group's bound: E / (pT cosh eta) - 1 <= mass_max (float32 slack)
+    group = np.array([0, 0, 0, 1, 1, 2, 2, 3])[ev.types]
+    p4 = ev.p4.astype(np.float64)
+    real = ev.types > 0
+    ratio = p4[..., 0][real] / (p4[..., 1][real] * np.cosh(p4[..., 2][real])) - 1
+    bound = np.asarray(par.mass_max)[group[real]]
+    assert (ratio <= bound * (1 + 1e-5) + 1e-6).all()
+    assert (ratio > 0.5 * bound).any()  # random parameters do reach it
+    for i in range(len(ev)):
+        d = jet_pair_distances(ev, i, rapidity=True)
+        assert (d >= par.jet_radius - 1e-6).all()
+    # the old check in (eta, phi) at the same radius would have rejected some of them
+    assert any(_closest_jet_pair(ev, i) < par.jet_radius for i in range(len(ev)))
+    # re-encoding gives the jet azimuth parameters back (a bijection onto the allowed set; the
+    # events are float32, so away from the saturated tails of tanh)
+    again = par.encode(out)["x"].reshape(len(ev), -1)[:, : 4 * LAYOUT.n_slots].reshape(len(ev), -1, 4)
+    sent = x[:, : 4 * LAYOUT.n_slots].reshape(len(ev), -1, 4)
+    slot_present = enc["slot_types"] > 0
+    jet = slot_present.clone()
+    jet[:, LAYOUT.jets :] = False
+    jet[:, 0] = False  # the leading jet is the reference azimuth: no parameter
+    moderate = jet & (sent[..., 2].abs() < 2) & (sent[..., 1].abs() < 2)
+    assert int(moderate.sum()) > 500
+    np.testing.assert_allclose(again[..., 2][moderate].numpy(), sent[..., 2][moderate].numpy(), atol=1e-3)
 
 
 def test_decode_of_any_vector_is_physical(real_events: Events) -> None:
@@ -157,3 +212,26 @@ def test_pattern_distribution_rejects_bad_input() -> None:
         PatternDistribution(torch.ones(2, 3, dtype=torch.int8), torch.tensor([1, 2]))
     with pytest.raises(ValueError, match="unknown object type"):
         PatternDistribution.from_json({"patterns": [{"types": "j x", "count": 1}]})
+
+
+def test_quantile_radius_encodes_the_few_closer_pairs_at_the_radius(real_events: Events) -> None:
+    """With ``radius_quantile`` the radius ignores the few closest pairs; those events' softer
+    jet comes back at the radius (counted), every other event exactly."""
+    from fastmc.models.flow.physics import jets_below_radius
+
+    raw = RawBatch.from_events(real_events)
+    exact = fit_parameterisation(raw, LAYOUT, jet_azimuth="allowed")
+    par = fit_parameterisation(raw, LAYOUT, jet_azimuth="allowed", radius_quantile=1e-3)
+    assert par.jet_radius > exact.jet_radius
+    below = jets_below_radius(raw, par)
+    assert jets_below_radius(raw, exact) == 0 and 1 <= below <= 5  # 1e-3 of 4,096 events
+    enc = par.encode(raw)
+    out, valid = par.decode(enc["x"], enc["slot_types"], enc["phi_ref"], max_objects=real_events.max_objects)
+    assert bool(valid.all())
+    back = out.to_events()
+    moved = np.array([not np.allclose(back.p4[i], real_events.p4[i], rtol=2e-5, atol=1e-5)
+                      for i in range(len(back))])
+    assert moved.sum() == below
+    for i in np.flatnonzero(moved):
+        d = jet_pair_distances(back, i, rapidity=True)
+        assert d.min() == pytest.approx(par.jet_radius, abs=1e-5)

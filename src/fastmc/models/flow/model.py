@@ -36,9 +36,13 @@ probabilities in the parameter; at a trained point it is that point's distributi
 the trained range (``--force``) it is the nearest trained point's.  The range guard is the
 caller's (:meth:`fastmc.points.ProcessSpace.resolve`, called by ``fastmc generate``).
 
-No post-hoc repair: an event whose jets are not all separated by the fitted jet radius is
-rejected whole and its kinematics drawn again for the same pattern; :meth:`FlowModel.generation_stats` counts drawn and rejected
-events (``fastmc generate`` writes them into the output's metadata).  pT thresholds, |eta|
+No post-hoc repair.  Jet separation is built into the parameterisation by default
+(``jet_azimuth: allowed``: each jet's azimuth is drawn inside the set its harder jets allow,
+:mod:`fastmc.models.flow.azimuth`); an event whose jets are still not all separated by the
+fitted jet radius (no allowed azimuth left, float32 rounding; or any violation with
+``jet_azimuth: reference``) is rejected whole and its kinematics drawn again for the same
+pattern; :meth:`FlowModel.generation_stats` counts drawn and rejected events (``fastmc
+generate`` writes them into the output's metadata).  pT thresholds, |eta|
 ranges, phi ranges, E >= pT cosh(eta) and the Dark Machines order hold by construction.  The
 (eta, phi) -> (-eta, -phi) symmetry enters once: as training-data augmentation (``augment``,
 the default) or, with ``canonical_eta_sign``, through the parameterisation (the orientation of
@@ -83,6 +87,7 @@ from fastmc.models.flow.physics import (
     FEATURES_PER_SLOT,
     Parameterisation,
     fit_parameterisation,
+    jets_below_radius,
 )
 from fastmc.models.flow.structure import PatternDistribution
 from fastmc.models.flow.symmetry import mirror_events
@@ -156,11 +161,20 @@ class FlowModel(GenerativeModel):
         self.register_buffer("eta_max", torch.full((4,), config.default_eta_max, dtype=torch.float64))
         self.register_buffer("jet_radius", torch.tensor(config.default_jet_radius, dtype=torch.float64))
         self.patterns: PatternDistribution | None = None
+        #: fitted bound of the mass parameter per group float64 [4] (None: unbounded)
+        self.mass_max: torch.Tensor | None = None
         #: training events per (process, pattern) int64 [n_processes, n_patterns]
         self.process_counts: torch.Tensor | None = None
         self._inverse_cache: tuple[tuple[Any, ...], FastInverse] | None = None
         self._drawn = 0
         self._rejected = 0
+
+    @classmethod
+    def saved_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        """Models saved before ``jet_azimuth`` existed used the plain azimuth ("reference")."""
+        out = dict(config)
+        out.setdefault("jet_azimuth", "reference")
+        return out
 
     # ------------------------------------------------------------------ fitted state
     @property
@@ -170,6 +184,7 @@ class FlowModel(GenerativeModel):
             pt_threshold=tuple(self.pt_threshold.tolist()),  # type: ignore[arg-type]
             eta_max=tuple(self.eta_max.tolist()),  # type: ignore[arg-type]
             jet_radius=float(self.jet_radius),
+            mass_max=None if self.mass_max is None else tuple(self.mass_max.tolist()),  # type: ignore[arg-type]
             **self.config.tolerances,
         )
 
@@ -191,6 +206,8 @@ class FlowModel(GenerativeModel):
             pt_margin=c.pt_margin,
             eta_margin=c.eta_margin,
             radius_margin=c.radius_margin,
+            radius_quantile=c.radius_quantile if c.jet_azimuth == "allowed" else 0.0,
+            mass_margin=c.mass_margin,
             default_jet_radius=c.default_jet_radius,
             default_pt_threshold=c.default_pt_threshold,
             default_eta_max=c.default_eta_max,
@@ -199,7 +216,17 @@ class FlowModel(GenerativeModel):
         self.pt_threshold.copy_(torch.tensor(par.pt_threshold, dtype=torch.float64))
         self.eta_max.copy_(torch.tensor(par.eta_max, dtype=torch.float64))
         self.jet_radius.fill_(par.jet_radius)
+        self.mass_max = None if par.mass_max is None else torch.tensor(par.mass_max, dtype=torch.float64)
         enc = par.encode(raw)
+        below = jets_below_radius(raw, par)
+        if below:
+            warnings.warn(
+                f"{below} of {len(raw)} training events ({100 * below / len(raw):.3f}%) have two jets "
+                f"closer than the fitted jet radius {par.jet_radius:.4f} (the {c.radius_quantile:g} "
+                "quantile of the closest jet pairs); their softer jet is encoded at the radius. "
+                "Set radius_quantile: 0 to fit the radius below every training pair.",
+                stacklevel=2,
+            )
         dropped = int((enc["dropped"] > 0).sum())
         if dropped:
             warnings.warn(
@@ -233,12 +260,16 @@ class FlowModel(GenerativeModel):
         out = pats.to_tensors("structure.")
         if self.process_counts is not None:
             out["structure.process_counts"] = self.process_counts.clone()
+        if self.mass_max is not None:
+            out["param.mass_max"] = self.mass_max.clone()
         return out
 
     def load_extra_tensors(self, tensors: Mapping[str, torch.Tensor]) -> None:
         self.patterns = PatternDistribution.from_tensors(tensors, "structure.")
         counts = tensors.get("structure.process_counts")
         self.process_counts = None if counts is None else counts.to("cpu", torch.long)
+        bound = tensors.get("param.mass_max")  # absent in models saved before it: unbounded
+        self.mass_max = None if bound is None else bound.to("cpu", torch.float64)
 
     @property
     def process_conditional(self) -> bool:

@@ -12,7 +12,8 @@ pT, first in group    ``log(pT - t_g)``, ``t_g`` the group's pT threshold       
 pT, later in group    ``logit(r)``, ``r = (pT_k - t_g) / (pT_{k-1} - t_g)`` in (0, 1]  sigmoid
 eta                   ``atanh(eta / eta_max_g)``                                     tanh
 phi                   ``atanh(dphi / pi')``, ``dphi = wrap(phi - phi_ref + pi)``       tanh
-mass                  ``log(max(E / (pT cosh eta) - 1, 1e-6))``                      exp
+mass                  ``logit(r / r_max_g)``, ``r = max(E / (pT cosh eta) - 1, 1e-6)``  sigmoid
+                      (``log r`` without a fitted ``r_max_g``: models before it)      (exp)
 ====================  =============================================================  ==========
 
 and per event ``log(MET)`` and the MET azimuth like an object's phi.  ``phi_ref`` is the azimuth
@@ -23,9 +24,13 @@ pi (1 + 1e-4)`` keeps the map finite at +-pi.
 
 By construction every decoded event has: pT above the group threshold and in descending order
 inside each group, ``|eta| < eta_max_g``, phi in (-pi, pi], ``E > pT cosh(eta)``, MET > 0.
-Jet separation is not built in: :meth:`Parameterisation.decode` returns, with the events, a
-mask of the events whose jets are all at least ``jet_radius`` apart (in the float32 values
-written out), and the generator keeps only those (whole-event rejection, counted; nothing is
+Jet separation: with ``jet_azimuth="allowed"`` it is built in: the azimuth parameter of every
+jet after the first is its position in the azimuths its harder jets allow (rapidity y and phi,
+:mod:`fastmc.models.flow.azimuth`), decoded jet by jet in slot order.  With ``"reference"``
+(the plain azimuth above) it is not.  Either way :meth:`Parameterisation.decode` returns, with
+the events, a mask of the events whose jets are all at least ``jet_radius`` apart (in the
+float32 values written out; "allowed": in (y, phi) to 1e-6 rad, and a jet with no allowed
+azimuth at all), and the generator keeps only those (whole-event rejection, counted; nothing is
 moved).  Every training event passes (``jet_radius`` is fitted below their smallest
 separation), so the round trip events -> parameters -> events is exact.
 
@@ -54,6 +59,13 @@ from fastmc.data.batch import RawBatch
 from fastmc.errors import ConfigError
 from fastmc.events import GROUP_OF_TYPE
 from fastmc.kinematics import sort_dark_machines, wrap_angle
+from fastmc.models.flow.azimuth import (
+    exclusion_intervals,
+    from_unit,
+    gap_table,
+    jet_rapidity,
+    to_unit,
+)
 from fastmc.models.flow.separation import jets_separated
 from fastmc.models.flow.symmetry import FEATURES_PER_SLOT, orient
 
@@ -63,13 +75,18 @@ __all__ = [
     "Parameterisation",
     "SlotLayout",
     "fit_parameterisation",
+    "jets_below_radius",
     "sort_dark_machines",
 ]
 
 N_GROUPS = 4  # jets, electrons, muons, photons
 EVENT_FEATURES = 2  # log MET, MET phi
+_AZIMUTH_ROUNDING = 1e-6  # radians: float32 azimuths written out vs the float64 placement
 _PI32_BELOW = float(np.nextafter(np.float32(np.pi), np.float32(0)))  # largest float32 < pi
-_TOLERANCES = ("ratio_tolerance", "mass_floor", "phi_margin", "eta_tolerance", "canonical_eta_sign")
+_TOLERANCES = (
+    "ratio_tolerance", "mass_floor", "phi_margin", "eta_tolerance", "canonical_eta_sign",
+    "jet_azimuth", "jet_edge_width", "jet_edge_power",
+)
 _GROUP_OF_TYPE = torch.as_tensor(GROUP_OF_TYPE.astype(np.int64))
 
 
@@ -162,7 +179,8 @@ class Parameterisation:
 
     pt_threshold : GeV per group (jets, electrons, muons, photons), below every training pT
     eta_max : per group, above every training |eta|
-    jet_radius : smallest allowed (eta, phi) distance between two jets
+    jet_radius : smallest allowed distance between two jets, in (eta, phi) with
+        ``jet_azimuth="reference"``, in (rapidity y, phi) with "allowed"
     ratio_tolerance : pT ratios are stored as at most 1 - ratio_tolerance (1e-6)
     mass_floor : smallest stored E / (pT cosh eta) - 1 (1e-6)
     phi_margin : azimuths are scaled by pi (1 + phi_margin) before atanh (1e-4)
@@ -171,6 +189,17 @@ class Parameterisation:
         every event is stored in the orientation where its first object has eta >= 0 (all
         angle parameters times the sign s of that eta, the first eta as log of its atanh
         parameter) and decoding takes s as an input, drawn uniformly for new events (False)
+    jet_azimuth : "reference" (the azimuth parameter of every object is its angle to the
+        first object; separation checked and rejected) or "allowed": the azimuth of every jet
+        after the first is its position in the set its harder jets allow
+        (:mod:`fastmc.models.flow.azimuth`), so every pair of jets is at least
+        ``jet_radius`` apart by construction
+    jet_edge_width, jet_edge_power : the density of a jet falls to 0 at distance
+        ``jet_radius`` from a harder jet as (d / width)^power, d the azimuthal distance to
+        the excluded interval, radians ("allowed" only; width 0 = no fall)
+    mass_max : per group, the largest E / (pT cosh eta) - 1 a decoded object can have (the
+        mass parameter is then a logit, so no object is heavier); None: unbounded (``log``,
+        models saved before it)
     """
 
     layout: SlotLayout
@@ -182,6 +211,43 @@ class Parameterisation:
     phi_margin: float = 1e-4
     eta_tolerance: float = 1e-7
     canonical_eta_sign: bool = False
+    jet_azimuth: str = "reference"
+    jet_edge_width: float = 0.0
+    jet_edge_power: float = 1.0
+    mass_max: tuple[float, float, float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.jet_azimuth not in ("reference", "allowed"):
+            raise ConfigError(f"jet_azimuth must be 'reference' or 'allowed', not {self.jet_azimuth!r}")
+        if self.jet_edge_width < 0:
+            raise ConfigError(f"jet_edge_width must be >= 0 radians, not {self.jet_edge_width}")
+        if self.jet_edge_power <= 0:
+            raise ConfigError(f"jet_edge_power must be > 0, not {self.jet_edge_power}")
+
+    def _ratio_bound(self, group: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """r_max of every slot [S] (``mass_max`` by group), float64 on ``like``'s device."""
+        return torch.tensor(self.mass_max, dtype=torch.float64, device=like.device)[group]
+
+    def _stored_ratio(self, ratio: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+        """E / (pT cosh eta) - 1 [B, S] as the parameterisation stores it: at least
+        ``mass_floor``, below ``mass_max`` by the ratio tolerance."""
+        ratio = ratio.clamp_min(self.mass_floor)
+        if self.mass_max is not None:
+            ratio = torch.minimum(ratio, self._ratio_bound(group, ratio) * (1.0 - self.ratio_tolerance))
+        return ratio
+
+    @property
+    def allowed_azimuth(self) -> bool:
+        """Jet azimuths in the allowed set (``jet_azimuth == "allowed"``) with two jet slots or more."""
+        return self.jet_azimuth == "allowed" and self.layout.jets >= 2
+
+    def _jet_gaps(self, s: torch.Tensor, y: torch.Tensor, present: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
+        """Allowed gaps for jet slot ``k`` given the harder jets' azimuths ``s`` [B, >=k] (the
+        parameterisation's (-pi, pi] angle to the first object + pi), rapidities ``y`` [B, J]
+        and presence [B, J]."""
+        dy = y[:, k : k + 1] - y[:, :k]
+        lo, hi, valid = exclusion_intervals(s[:, :k], dy, present[:, :k], radius=self.jet_radius)
+        return gap_table(lo, hi, valid, edge_width=self.jet_edge_width, edge_power=self.jet_edge_power)
 
     @property
     def phi_scale(self) -> float:
@@ -195,6 +261,7 @@ class Parameterisation:
             "eta_max": list(self.eta_max),
             "jet_radius": self.jet_radius,
             **{k: getattr(self, k) for k in _TOLERANCES},
+            **({} if self.mass_max is None else {"mass_max": list(self.mass_max)}),
         }
 
     @classmethod
@@ -204,6 +271,7 @@ class Parameterisation:
             pt_threshold=tuple(float(v) for v in data["pt_threshold_gev"]),  # type: ignore[arg-type]
             eta_max=tuple(float(v) for v in data["eta_max"]),  # type: ignore[arg-type]
             jet_radius=float(data["jet_radius"]),
+            mass_max=tuple(float(v) for v in data["mass_max"]) if data.get("mass_max") else None,  # type: ignore[arg-type]
             **{k: type(getattr(cls, k))(data[k]) for k in _TOLERANCES if k in data},
         )
 
@@ -238,9 +306,24 @@ class Parameterisation:
         met_phi = raw.met_phi.double()
         first_slot = torch.argmax(present.long(), dim=1)
         phi_ref = torch.where(n_obj > 0, phi.gather(1, first_slot[:, None])[:, 0], met_phi)
-        phi_par = torch.atanh(_wrap(phi - phi_ref[:, None] + math.pi) / self.phi_scale)
-        ratio_m = e / (pt.clamp_min(1e-9) * torch.cosh(eta)) - 1.0
-        mass_par = torch.log(ratio_m.clamp_min(self.mass_floor))
+        s_ref = _wrap(phi - phi_ref[:, None] + math.pi)
+        phi_par = torch.atanh(s_ref / self.phi_scale)
+        ratio_m = self._stored_ratio(e / (pt.clamp_min(1e-9) * torch.cosh(eta)) - 1.0, group)
+        if self.mass_max is None:
+            mass_par = torch.log(ratio_m)
+        else:
+            scaled = ratio_m / self._ratio_bound(group, ratio_m)
+            mass_par = torch.log(scaled) - torch.log1p(-scaled)
+        if self.allowed_azimuth:
+            nj = lay.jets
+            y = jet_rapidity(eta[:, :nj], ratio_m[:, :nj])
+            phi_par = phi_par.clone()
+            for k in range(1, nj):
+                rows = present[:, k].nonzero()[:, 0]
+                if len(rows) == 0:
+                    break
+                u, _ = to_unit(s_ref[rows, k], self._jet_gaps(s_ref[rows], y[rows], present[rows], k))
+                phi_par[rows, k] = torch.atanh((2.0 * u - 1.0) / (1.0 + self.phi_margin))
         slot_x = torch.stack([pt_par, eta_par, phi_par, mass_par], dim=-1)
         slot_present = present[..., None].expand(-1, -1, FEATURES_PER_SLOT).clone()
         slot_present[torch.arange(len(first_slot), device=dev), first_slot, 2] = False
@@ -327,12 +410,31 @@ class Parameterisation:
         eta = (emax * torch.tanh(sx[..., 1])).float()
         dphi = self.phi_scale * torch.tanh(sx[..., 2])
         first_slot = torch.argmax(present.long(), dim=1)
-        phi = _wrap(phi_ref.double()[:, None] + dphi - math.pi)
         is_first = torch.zeros_like(present)
         is_first[torch.arange(b, device=dev), first_slot] = True
+        if self.mass_max is None:
+            ratio_m = sx[..., 3].clamp(max=30.0).exp()
+        else:
+            ratio_m = self._ratio_bound(group, sx) * torch.sigmoid(sx[..., 3])
+        placed = torch.ones(b, dtype=torch.bool, device=dev)
+        y_jets = None
+        if self.allowed_azimuth:
+            nj = lay.jets
+            y_jets = jet_rapidity(eta[:, :nj].double(), ratio_m[:, :nj])
+            unit = 0.5 * (torch.tanh(sx[:, :nj, 2]) * (1.0 + self.phi_margin) + 1.0)
+            s_dec = torch.where(is_first[:, :nj], torch.full_like(unit, math.pi), dphi[:, :nj])
+            s_dec = s_dec.clone()
+            for k in range(1, nj):
+                rows = present[:, k].nonzero()[:, 0]  # only events that have a jet k
+                if len(rows) == 0:
+                    break  # jets fill the slots in order: no event has a jet k or beyond
+                gaps = self._jet_gaps(s_dec[rows], y_jets[rows], present[rows], k)
+                s_dec[rows, k] = from_unit(unit[rows, k], gaps)
+                placed[rows] &= gaps["weight"].sum(dim=-1) > 0
+            dphi = torch.cat([s_dec, dphi[:, nj:]], dim=1)
+        phi = _wrap(phi_ref.double()[:, None] + dphi - math.pi)
         phi = torch.where(is_first, phi_ref.double()[:, None].expand_as(phi), phi)
         phi = phi.float().clamp(-_PI32_BELOW, _PI32_BELOW)
-        ratio_m = sx[..., 3].clamp(max=30.0).exp()
         e64 = pt.double() * torch.cosh(eta.double()) * (1.0 + ratio_m)
         e = e64.float()
         e = torch.where(e.double() < e64, torch.nextafter(e, torch.full_like(e, math.inf)), e)
@@ -352,7 +454,28 @@ class Parameterisation:
             weight=torch.ones(b, device=dev),
             process=torch.zeros(b, dtype=torch.long, device=dev),
         )
-        return raw, jets_separated(eta, phi, present, n_jets=lay.jets, radius=self.jet_radius)
+        if y_jets is None:
+            return raw, jets_separated(eta, phi, present, n_jets=lay.jets, radius=self.jet_radius)
+        # built in: checked in float64 (y) and the float32 azimuths written out, to a rounding margin
+        separated = jets_separated(
+            y_jets, phi[:, : lay.jets], present, n_jets=lay.jets, radius=self.jet_radius - _AZIMUTH_ROUNDING
+        )
+        return raw, placed & separated
+
+
+def jets_below_radius(raw: RawBatch, par: Parameterisation) -> int:
+    """Number of events of ``raw`` (GeV) with two jets closer than ``par.jet_radius`` (in
+    (y, phi) with ``jet_azimuth="allowed"``, else (eta, phi)): with a quantile-fitted radius,
+    the training events whose softer jet is encoded at the radius."""
+    lay = par.layout
+    if lay.jets < 2:
+        return 0
+    types, p4 = sort_dark_machines(raw.types.long(), raw.p4)
+    slot_types, sp4, _ = lay.to_slots(types, p4.double())
+    e, pt, eta, phi = (v[:, : lay.jets] for v in sp4.unbind(-1))
+    if par.jet_azimuth == "allowed":
+        eta = jet_rapidity(eta, (e / (pt.clamp_min(1e-9) * torch.cosh(eta)) - 1.0).clamp_min(par.mass_floor))
+    return int((~jets_separated(eta, phi, slot_types[:, : lay.jets] > 0, n_jets=lay.jets, radius=par.jet_radius)).sum())
 
 
 def fit_parameterisation(
@@ -362,6 +485,8 @@ def fit_parameterisation(
     pt_margin: float = 0.005,
     eta_margin: float = 1e-3,
     radius_margin: float = 1e-3,
+    radius_quantile: float = 0.0,
+    mass_margin: float = 0.0,
     default_jet_radius: float = 0.4,
     default_pt_threshold: float = 10.0,
     default_eta_max: float = 2.5,
@@ -371,36 +496,55 @@ def fit_parameterisation(
 
     ``t_g = (1 - pt_margin) * min pT`` of group g, ``eta_max_g = max|eta| + eta_margin``,
     ``jet_radius = min dR between two jets - radius_margin`` (``default_jet_radius`` when no
-    event has two jets).  Groups absent from the data get ``default_pt_threshold`` (GeV) and
+    event has two jets; dR in (eta, phi), or in (y, phi) with ``jet_azimuth="allowed"``).
+    With ``radius_quantile`` q > 0 the minimum is replaced by the ``q`` quantile of the
+    events' closest-pair dR (numpy's "lower" method: the minimum while q x events < 1), so
+    that a handful of pairs the detector smeared below R does not set the radius; those
+    events' softer jets are then encoded at the radius (count them with
+    :func:`jets_below_radius`).  ``mass_margin`` m > 0 bounds the mass parameter:
+    ``mass_max_g = m * max(E / (pT cosh eta) - 1)`` over the training objects of group g
+    (``mass_floor`` at least; groups absent from the data: unbounded, 1e30); 0: unbounded.  Groups absent from the data get ``default_pt_threshold`` (GeV) and
     ``default_eta_max``.  ``tolerances``: the tolerance fields of :class:`Parameterisation`.
     """
     types, p4 = sort_dark_machines(raw.types.long(), raw.p4)
     slot_types, sp4, _ = layout.to_slots(types, p4.double())
     group = _GROUP_OF_TYPE.to(slot_types.device)[slot_types] - 1
-    thr, emax = [], []
+    thr, emax, rmax = [], [], []
+    floor = float(tolerances.get("mass_floor", Parameterisation.mass_floor))
+    ratio = sp4[..., 0] / (sp4[..., 1].clamp_min(1e-9) * torch.cosh(sp4[..., 2])) - 1.0
     for g in range(N_GROUPS):
         m = group == g
         if bool(m.any()):
             thr.append(float(sp4[..., 1][m].min()) * (1.0 - pt_margin))
             emax.append(float(sp4[..., 2][m].abs().max()) + eta_margin)
+            rmax.append(mass_margin * max(float(ratio[m].max()), floor))
         else:
             thr.append(default_pt_threshold)
             emax.append(default_eta_max)
+            rmax.append(1e30)
     radius = default_jet_radius
     nj = layout.jets
     if nj >= 2:
         jm = group[:, :nj] == 0
         eta, phi = sp4[:, :nj, 2], sp4[:, :nj, 3]
+        if tolerances.get("jet_azimuth", "reference") == "allowed":
+            mass_floor = float(tolerances.get("mass_floor", Parameterisation.mass_floor))
+            ratio_m = sp4[:, :nj, 0] / (sp4[:, :nj, 1].clamp_min(1e-9) * torch.cosh(eta)) - 1.0
+            eta = jet_rapidity(eta, ratio_m.clamp_min(mass_floor))  # the separation is in (y, phi)
         de = eta[:, :, None] - eta[:, None, :]
         dp = _wrap(phi[:, :, None] - phi[:, None, :])
         dr = torch.sqrt(de * de + dp * dp)
         pair = jm[:, :, None] & jm[:, None, :] & ~torch.eye(nj, dtype=torch.bool, device=jm.device)
         if bool(pair.any()):
-            radius = max(float(dr[pair].min()) - radius_margin, 0.0)
+            closest = torch.where(pair, dr, torch.full_like(dr, math.inf)).flatten(1).min(dim=1).values
+            closest = closest[torch.isfinite(closest)]
+            lowest = float(np.quantile(closest.numpy(), radius_quantile, method="lower"))
+            radius = max(lowest - radius_margin, 0.0)
     return Parameterisation(
         layout=layout,
         pt_threshold=tuple(thr),  # type: ignore[arg-type]
         eta_max=tuple(emax),  # type: ignore[arg-type]
         jet_radius=radius,
+        mass_max=tuple(rmax) if mass_margin > 0 else None,  # type: ignore[arg-type]
         **tolerances,
     )
