@@ -56,9 +56,8 @@ class FlowConfig:
     radius_margin : float     jet radius = smallest training jet-jet dR - radius_margin (1e-3;
                               dR in (y, phi) with jet_azimuth "allowed", else (eta, phi))
     mass_margin : float       the mass parameter is bounded: no object is decoded with
-                              E / (pT cosh eta) - 1 above mass_margin x the largest of its
-                              group in the training data (1.5; 0 = unbounded, as models
-                              saved before it)
+                              m / pT above mass_margin x the largest of its group in the
+                              training data (1.5; 0 = unbounded, as models saved before it)
     radius_quantile : float   jet_azimuth "allowed" only: the smallest training dR above is
                               the radius_quantile quantile of the events' closest jet pairs
                               (1e-4; the minimum below 10,000 events), so that the few pairs
@@ -76,9 +75,10 @@ class FlowConfig:
                               (eta, phi) (models saved before this setting existed)
     jet_edge_width, jet_edge_power : float
                               "allowed" only: at the jet radius from a harder jet a jet's
-                              density falls to 0 as (d / jet_edge_width)^jet_edge_power, d its
-                              azimuthal distance to the excluded interval in radians (0.2, 0.5:
-                              the shape measured in Pythia ttbar, docs/results.md)
+                              density falls to 0 as (d / rho)^jet_edge_power, d its azimuthal
+                              distance to the excluded interval, rho the azimuthal distance at
+                              which its (y, phi) distance to that jet reaches R +
+                              jet_edge_width (0.1 rad, 1; measured in docs/results.md)
     ratio_tolerance, mass_floor, phi_margin, eta_tolerance : float
                               float tolerances of the parameterisation (1e-6, 1e-6, 1e-4, 1e-7;
                               see :class:`~fastmc.models.flow.physics.Parameterisation`)

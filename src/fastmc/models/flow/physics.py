@@ -12,8 +12,9 @@ pT, first in group    ``log(pT - t_g)``, ``t_g`` the group's pT threshold       
 pT, later in group    ``logit(r)``, ``r = (pT_k - t_g) / (pT_{k-1} - t_g)`` in (0, 1]  sigmoid
 eta                   ``atanh(eta / eta_max_g)``                                     tanh
 phi                   ``atanh(dphi / pi')``, ``dphi = wrap(phi - phi_ref + pi)``       tanh
-mass                  ``logit(r / r_max_g)``, ``r = max(E / (pT cosh eta) - 1, 1e-6)``  sigmoid
-                      (``log r`` without a fitted ``r_max_g``: models before it)      (exp)
+mass                  ``logit(k / k_max_g)``, ``k = m / pT`` from                      sigmoid
+                      ``r = max(E / (pT cosh eta) - 1, 1e-6)``: ``k = cosh(eta) sqrt(r (2 + r))``
+                      (``log r`` without a fitted ``k_max_g``: models before it)      (exp)
 ====================  =============================================================  ==========
 
 and per event ``log(MET)`` and the MET azimuth like an object's phi.  ``phi_ref`` is the azimuth
@@ -195,11 +196,12 @@ class Parameterisation:
         (:mod:`fastmc.models.flow.azimuth`), so every pair of jets is at least
         ``jet_radius`` apart by construction
     jet_edge_width, jet_edge_power : the density of a jet falls to 0 at distance
-        ``jet_radius`` from a harder jet as (d / width)^power, d the azimuthal distance to
-        the excluded interval, radians ("allowed" only; width 0 = no fall)
-    mass_max : per group, the largest E / (pT cosh eta) - 1 a decoded object can have (the
-        mass parameter is then a logit, so no object is heavier); None: unbounded (``log``,
-        models saved before it)
+        ``jet_radius`` from a harder jet as (d / rho)^power, d the azimuthal distance to the
+        excluded interval and rho where the (y, phi) distance reaches ``jet_radius +
+        jet_edge_width`` (:mod:`fastmc.models.flow.azimuth`; "allowed" only; width 0 = no fall)
+    mass_max : per group, the largest m / pT a decoded object can have (the mass parameter
+        is then a logit of m / pT, so no object is heavier); None: unbounded (``log`` of
+        E / (pT cosh eta) - 1, models saved before it)
     """
 
     layout: SlotLayout
@@ -224,17 +226,23 @@ class Parameterisation:
         if self.jet_edge_power <= 0:
             raise ConfigError(f"jet_edge_power must be > 0, not {self.jet_edge_power}")
 
-    def _ratio_bound(self, group: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """r_max of every slot [S] (``mass_max`` by group), float64 on ``like``'s device."""
+    def _mass_bound(self, group: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """k_max = the largest m / pT of every slot [S] (``mass_max`` by group), float64."""
         return torch.tensor(self.mass_max, dtype=torch.float64, device=like.device)[group]
 
-    def _stored_ratio(self, ratio: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
-        """E / (pT cosh eta) - 1 [B, S] as the parameterisation stores it: at least
-        ``mass_floor``, below ``mass_max`` by the ratio tolerance."""
+    def _mass_parameter(
+        self, ratio: torch.Tensor, eta: torch.Tensor, group: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mass parameter, the ratio r = E / (pT cosh eta) - 1 it decodes to) [B, S] of
+        measured ratios (r at least ``mass_floor``; with ``mass_max``, m / pT below it by the
+        ratio tolerance)."""
         ratio = ratio.clamp_min(self.mass_floor)
-        if self.mass_max is not None:
-            ratio = torch.minimum(ratio, self._ratio_bound(group, ratio) * (1.0 - self.ratio_tolerance))
-        return ratio
+        if self.mass_max is None:
+            return torch.log(ratio), ratio
+        bound = self._mass_bound(group, ratio)
+        k = torch.cosh(eta) * torch.sqrt(ratio * (2.0 + ratio))  # m / pT
+        scaled = torch.minimum(k / bound, torch.full_like(k, 1.0 - self.ratio_tolerance))
+        return torch.log(scaled) - torch.log1p(-scaled), _ratio_of(scaled * bound, eta)
 
     @property
     def allowed_azimuth(self) -> bool:
@@ -246,8 +254,9 @@ class Parameterisation:
         parameterisation's (-pi, pi] angle to the first object + pi), rapidities ``y`` [B, J]
         and presence [B, J]."""
         dy = y[:, k : k + 1] - y[:, :k]
-        lo, hi, valid = exclusion_intervals(s[:, :k], dy, present[:, :k], radius=self.jet_radius)
-        return gap_table(lo, hi, valid, edge_width=self.jet_edge_width, edge_power=self.jet_edge_power)
+        intervals = exclusion_intervals(s[:, :k], dy, present[:, :k], radius=self.jet_radius,
+                                        edge_width=self.jet_edge_width)
+        return gap_table(*intervals, edge_power=self.jet_edge_power)
 
     @property
     def phi_scale(self) -> float:
@@ -308,12 +317,7 @@ class Parameterisation:
         phi_ref = torch.where(n_obj > 0, phi.gather(1, first_slot[:, None])[:, 0], met_phi)
         s_ref = _wrap(phi - phi_ref[:, None] + math.pi)
         phi_par = torch.atanh(s_ref / self.phi_scale)
-        ratio_m = self._stored_ratio(e / (pt.clamp_min(1e-9) * torch.cosh(eta)) - 1.0, group)
-        if self.mass_max is None:
-            mass_par = torch.log(ratio_m)
-        else:
-            scaled = ratio_m / self._ratio_bound(group, ratio_m)
-            mass_par = torch.log(scaled) - torch.log1p(-scaled)
+        mass_par, ratio_m = self._mass_parameter(e / (pt.clamp_min(1e-9) * torch.cosh(eta)) - 1.0, eta, group)
         if self.allowed_azimuth:
             nj = lay.jets
             y = jet_rapidity(eta[:, :nj], ratio_m[:, :nj])
@@ -415,7 +419,7 @@ class Parameterisation:
         if self.mass_max is None:
             ratio_m = sx[..., 3].clamp(max=30.0).exp()
         else:
-            ratio_m = self._ratio_bound(group, sx) * torch.sigmoid(sx[..., 3])
+            ratio_m = _ratio_of(self._mass_bound(group, sx) * torch.sigmoid(sx[..., 3]), eta.double())
         placed = torch.ones(b, dtype=torch.bool, device=dev)
         y_jets = None
         if self.allowed_azimuth:
@@ -463,6 +467,13 @@ class Parameterisation:
         return raw, placed & separated
 
 
+def _ratio_of(k: torch.Tensor, eta: torch.Tensor) -> torch.Tensor:
+    """E / (pT cosh eta) - 1 of objects with m / pT = ``k`` at pseudorapidity ``eta`` (any
+    shape, float64): sqrt(1 + x^2) - 1 with x = k / cosh(eta), written without cancellation."""
+    x2 = (k / torch.cosh(eta)) ** 2
+    return x2 / (torch.sqrt(1.0 + x2) + 1.0)
+
+
 def jets_below_radius(raw: RawBatch, par: Parameterisation) -> int:
     """Number of events of ``raw`` (GeV) with two jets closer than ``par.jet_radius`` (in
     (y, phi) with ``jet_azimuth="allowed"``, else (eta, phi)): with a quantile-fitted radius,
@@ -502,8 +513,9 @@ def fit_parameterisation(
     that a handful of pairs the detector smeared below R does not set the radius; those
     events' softer jets are then encoded at the radius (count them with
     :func:`jets_below_radius`).  ``mass_margin`` m > 0 bounds the mass parameter:
-    ``mass_max_g = m * max(E / (pT cosh eta) - 1)`` over the training objects of group g
-    (``mass_floor`` at least; groups absent from the data: unbounded, 1e30); 0: unbounded.  Groups absent from the data get ``default_pt_threshold`` (GeV) and
+    ``mass_max_g = m * max(m / pT)`` over the training objects of group g (their ratio
+    E / (pT cosh eta) - 1 at least ``mass_floor``; groups absent from the data: 1e30); 0:
+    unbounded.  Groups absent from the data get ``default_pt_threshold`` (GeV) and
     ``default_eta_max``.  ``tolerances``: the tolerance fields of :class:`Parameterisation`.
     """
     types, p4 = sort_dark_machines(raw.types.long(), raw.p4)
@@ -511,13 +523,14 @@ def fit_parameterisation(
     group = _GROUP_OF_TYPE.to(slot_types.device)[slot_types] - 1
     thr, emax, rmax = [], [], []
     floor = float(tolerances.get("mass_floor", Parameterisation.mass_floor))
-    ratio = sp4[..., 0] / (sp4[..., 1].clamp_min(1e-9) * torch.cosh(sp4[..., 2])) - 1.0
+    ratio = (sp4[..., 0] / (sp4[..., 1].clamp_min(1e-9) * torch.cosh(sp4[..., 2])) - 1.0).clamp_min(floor)
+    m_over_pt = torch.cosh(sp4[..., 2]) * torch.sqrt(ratio * (2.0 + ratio))
     for g in range(N_GROUPS):
         m = group == g
         if bool(m.any()):
             thr.append(float(sp4[..., 1][m].min()) * (1.0 - pt_margin))
             emax.append(float(sp4[..., 2][m].abs().max()) + eta_margin)
-            rmax.append(mass_margin * max(float(ratio[m].max()), floor))
+            rmax.append(mass_margin * float(m_over_pt[m].max()))
         else:
             thr.append(default_pt_threshold)
             emax.append(default_eta_max)
