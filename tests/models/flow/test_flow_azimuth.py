@@ -82,6 +82,7 @@ def test_ramp_width_follows_the_distance_to_the_harder_jet() -> None:
     dy = torch.tensor([[0.0, 0.3, 0.59]], dtype=torch.float64)
     _, _, valid, ramp = exclusion_intervals(torch.zeros_like(dy), dy, torch.ones_like(dy, dtype=torch.bool),
                                             radius=R, edge_width=0.1)
+    assert valid[0, :3].all() and not valid[0, 3:].any()  # inside the circle; nothing wraps
     expect = np.sqrt(0.7**2 - dy.numpy() ** 2) - np.sqrt(R**2 - dy.numpy() ** 2)
     np.testing.assert_allclose(ramp[0, :3].numpy(), expect[0])
     assert float(ramp[0, 0]) == pytest.approx(0.1) and float(ramp[0, 2]) > 0.25
