@@ -17,7 +17,9 @@ from modelhelpers import assert_jets_separated, fit_steps
 
 pytest.importorskip("zuko")
 
-TINY = {"hidden": 32, "transforms": 2, "bins": 4, "embedding": 4, "max_patterns": 16, "max_jets": 8}
+# the mirror as training-data augmentation (canonical_eta_sign: false), which these tests check
+TINY = {"hidden": 32, "transforms": 2, "bins": 4, "embedding": 4, "max_patterns": 16, "max_jets": 8,
+        "canonical_eta_sign": False}
 
 
 def _fitted(events: Events, mode: str, **extra) -> FlowModel:

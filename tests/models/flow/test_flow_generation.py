@@ -192,3 +192,13 @@ def test_model_saved_before_the_mass_bound_decodes_unbounded(allowed: FlowModel)
     old.load_state_dict(allowed.state_dict())
     old.load_extra_tensors(tensors)
     assert old.mass_max is None and old.parameterisation.mass_max is None
+
+
+def test_saved_config_fills_the_old_defaults_only_where_missing() -> None:
+    """Settings whose default changed get the value older model directories were trained with
+    when config.json lacks them; a value written in config.json is kept."""
+    old = FlowModel.saved_config({"mode": "coupling"})
+    assert old == {"mode": "coupling", "jet_azimuth": "reference", "canonical_eta_sign": False}
+    new = FlowModel.saved_config({"jet_azimuth": "allowed", "canonical_eta_sign": True})
+    assert new == {"jet_azimuth": "allowed", "canonical_eta_sign": True}
+    assert build_model("flow", {}).config.canonical_eta_sign  # the default of new models

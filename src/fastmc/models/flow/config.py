@@ -88,11 +88,13 @@ class FlowConfig:
     augment : bool            training-data augmentation: each training event is rotated by
                               pi about the x axis, (eta, phi) -> (-eta, -phi), with
                               probability 1/2 (an exact symmetry of pp collisions) (True;
-                              ignored with canonical_eta_sign)
+                              used only with canonical_eta_sign: false)
     canonical_eta_sign : bool the same symmetry built into the parameterisation instead: events
                               are stored with their first object at eta >= 0 and generation
                               draws the orientation uniformly, so generated events are exactly
-                              symmetric (False; one mechanism at a time)
+                              symmetric (True since session 4 of issue 13: with augmentation
+                              the second jet's eta came out asymmetric, W1 6-7x its floor;
+                              one mechanism at a time; models saved before load as false)
     max_draw_factor : float   rejection gives up (error) after drawing this many times the
                               requested events (+1000) without enough events whose jets are
                               all separated by the jet radius (20)
@@ -147,7 +149,7 @@ class FlowConfig:
     phi_margin: float = setting(1e-4, gt=0)
     eta_tolerance: float = setting(1e-7, gt=0, lt=1)
     augment: bool = True
-    canonical_eta_sign: bool = False
+    canonical_eta_sign: bool = True
     max_draw_factor: float = setting(20.0, ge=1)
     sample_chunk: int = setting(1024, ge=1)
     sample_precision: Literal["float32", "bfloat16"] = "float32"

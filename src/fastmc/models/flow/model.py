@@ -44,9 +44,10 @@ fitted jet radius (no allowed azimuth left, float32 rounding; or any violation w
 pattern; :meth:`FlowModel.generation_stats` counts drawn and rejected events (``fastmc
 generate`` writes them into the output's metadata).  pT thresholds, |eta|
 ranges, phi ranges, E >= pT cosh(eta) and the Dark Machines order hold by construction.  The
-(eta, phi) -> (-eta, -phi) symmetry enters once: as training-data augmentation (``augment``,
-the default) or, with ``canonical_eta_sign``, through the parameterisation (the orientation of
-each generated event drawn uniformly).
+(eta, phi) -> (-eta, -phi) symmetry enters once: through the parameterisation
+(``canonical_eta_sign``, the default: the orientation of each generated event drawn
+uniformly) or, with ``canonical_eta_sign: false``, as training-data augmentation
+(``augment``).
 
 Modes (recorded in the model directory's ``config.json``):
 
@@ -171,9 +172,12 @@ class FlowModel(GenerativeModel):
 
     @classmethod
     def saved_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
-        """Models saved before ``jet_azimuth`` existed used the plain azimuth ("reference")."""
+        """Settings whose default changed, as models saved before the change used them: the
+        plain azimuth (``jet_azimuth: reference``) and the mirror as augmentation
+        (``canonical_eta_sign: false``)."""
         out = dict(config)
         out.setdefault("jet_azimuth", "reference")
+        out.setdefault("canonical_eta_sign", False)
         return out
 
     # ------------------------------------------------------------------ fitted state
