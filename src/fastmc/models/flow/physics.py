@@ -521,7 +521,7 @@ def fit_parameterisation(
     types, p4 = sort_dark_machines(raw.types.long(), raw.p4)
     slot_types, sp4, _ = layout.to_slots(types, p4.double())
     group = _GROUP_OF_TYPE.to(slot_types.device)[slot_types] - 1
-    thr, emax, rmax = [], [], []
+    thr, emax, kmax = [], [], []
     floor = float(tolerances.get("mass_floor", Parameterisation.mass_floor))
     ratio = (sp4[..., 0] / (sp4[..., 1].clamp_min(1e-9) * torch.cosh(sp4[..., 2])) - 1.0).clamp_min(floor)
     m_over_pt = torch.cosh(sp4[..., 2]) * torch.sqrt(ratio * (2.0 + ratio))
@@ -530,11 +530,11 @@ def fit_parameterisation(
         if bool(m.any()):
             thr.append(float(sp4[..., 1][m].min()) * (1.0 - pt_margin))
             emax.append(float(sp4[..., 2][m].abs().max()) + eta_margin)
-            rmax.append(mass_margin * float(m_over_pt[m].max()))
+            kmax.append(mass_margin * float(m_over_pt[m].max()))
         else:
             thr.append(default_pt_threshold)
             emax.append(default_eta_max)
-            rmax.append(1e30)
+            kmax.append(1e30)
     radius = default_jet_radius
     nj = layout.jets
     if nj >= 2:
@@ -558,6 +558,6 @@ def fit_parameterisation(
         pt_threshold=tuple(thr),  # type: ignore[arg-type]
         eta_max=tuple(emax),  # type: ignore[arg-type]
         jet_radius=radius,
-        mass_max=tuple(rmax) if mass_margin > 0 else None,  # type: ignore[arg-type]
+        mass_max=tuple(kmax) if mass_margin > 0 else None,  # type: ignore[arg-type]
         **tolerances,
     )
