@@ -58,6 +58,9 @@ class FlowConfig:
     mass_margin : float       the mass parameter is bounded: no object is decoded with
                               m / pT above mass_margin x the largest of its group in the
                               training data (1.5; 0 = unbounded, as models saved before it)
+    separation_tolerance : float  radians: with jet_azimuth "allowed" the built-in separation is
+                              checked on the float32 azimuths written out against the jet
+                              radius minus this (1e-6); an event below it is rejected, counted
     radius_quantile : float   jet_azimuth "allowed" only: the smallest training dR above is
                               the radius_quantile quantile of the events' closest jet pairs
                               (1e-4; the minimum below 10,000 events), so that the few pairs
@@ -138,6 +141,7 @@ class FlowConfig:
     radius_margin: float = setting(1e-3, ge=0)
     radius_quantile: float = setting(1e-4, ge=0, lt=1)
     mass_margin: float = setting(1.5, ge=0)
+    separation_tolerance: float = setting(1e-6, ge=0)
     default_pt_threshold: float = setting(10.0, ge=0)
     default_eta_max: float = setting(2.5, gt=0)
     default_jet_radius: float = setting(0.4, ge=0)
@@ -189,4 +193,5 @@ class FlowConfig:
             "jet_azimuth": self.jet_azimuth,
             "jet_edge_width": self.jet_edge_width,
             "jet_edge_power": self.jet_edge_power,
+            "separation_tolerance": self.separation_tolerance,
         }

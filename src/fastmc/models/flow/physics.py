@@ -82,11 +82,10 @@ __all__ = [
 
 N_GROUPS = 4  # jets, electrons, muons, photons
 EVENT_FEATURES = 2  # log MET, MET phi
-_AZIMUTH_ROUNDING = 1e-6  # radians: float32 azimuths written out vs the float64 placement
 _PI32_BELOW = float(np.nextafter(np.float32(np.pi), np.float32(0)))  # largest float32 < pi
 _TOLERANCES = (
     "ratio_tolerance", "mass_floor", "phi_margin", "eta_tolerance", "canonical_eta_sign",
-    "jet_azimuth", "jet_edge_width", "jet_edge_power",
+    "jet_azimuth", "jet_edge_width", "jet_edge_power", "separation_tolerance",
 )
 _GROUP_OF_TYPE = torch.as_tensor(GROUP_OF_TYPE.astype(np.int64))
 
@@ -199,6 +198,8 @@ class Parameterisation:
         ``jet_radius`` from a harder jet as (d / rho)^power, d the azimuthal distance to the
         excluded interval and rho where the (y, phi) distance reaches ``jet_radius +
         jet_edge_width`` (:mod:`fastmc.models.flow.azimuth`; "allowed" only; width 0 = no fall)
+    separation_tolerance : radians; with "allowed", the built-in separation is checked on the
+        float32 azimuths written out against ``jet_radius`` minus this (1e-6)
     mass_max : per group, the largest m / pT a decoded object can have (the mass parameter
         is then a logit of m / pT, so no object is heavier); None: unbounded (``log`` of
         E / (pT cosh eta) - 1, models saved before it)
@@ -216,6 +217,7 @@ class Parameterisation:
     jet_azimuth: str = "reference"
     jet_edge_width: float = 0.0
     jet_edge_power: float = 1.0
+    separation_tolerance: float = 1e-6
     mass_max: tuple[float, float, float, float] | None = None
 
     def __post_init__(self) -> None:
@@ -462,7 +464,7 @@ class Parameterisation:
             return raw, jets_separated(eta, phi, present, n_jets=lay.jets, radius=self.jet_radius)
         # built in: checked in float64 (y) and the float32 azimuths written out, to a rounding margin
         separated = jets_separated(
-            y_jets, phi[:, : lay.jets], present, n_jets=lay.jets, radius=self.jet_radius - _AZIMUTH_ROUNDING
+            y_jets, phi[:, : lay.jets], present, n_jets=lay.jets, radius=self.jet_radius - self.separation_tolerance
         )
         return raw, placed & separated
 
