@@ -149,3 +149,16 @@ def assert_jets_separated(model, ev: Events) -> None:
     for i in range(len(ev)):
         d = jet_pair_distances(ev, i, rapidity=allowed)
         assert (d >= radius).all(), (i, d.min(), radius)
+
+
+def fitted_flow(events: Events, settings: dict, *, seed: int = 0):
+    """A structure-first flow built from ``settings`` (torch seeded with ``seed`` first) and
+    fitted on ``events`` (untrained: its network is the initial one)."""
+    import torch
+
+    from fastmc.models import build_model
+
+    torch.manual_seed(seed)
+    model = build_model("flow", settings)
+    model.fit_data(RawBatch.from_events(events))
+    return model

@@ -18,7 +18,7 @@ PHI_TOL = 1e-6
 JET_RADIUS = 0.6
 #: Slack of the jet-separation check, measured in rapidity (what FastJet uses; y = atanh(pz/E)
 #: from the stored E, pT, eta): the detector smears jets after clustering, so real jet pairs
-#: sit down to dR_y ~ 0.57 (0.573 in the real files; 0.599 in our Pythia samples).
+#: sit down to dR_y ~ 0.57 (0.566 in the real files; 0.599 in our Pythia samples).
 JET_DR_TOL = 0.05
 
 

@@ -14,7 +14,7 @@ from fastmc.errors import GenerationError
 from fastmc.events import Events
 from fastmc.models import build_model
 from fastmc.models.flow import FlowModel
-from modelhelpers import assert_jets_separated
+from modelhelpers import assert_jets_separated, fitted_flow
 
 pytest.importorskip("zuko")
 
@@ -24,19 +24,14 @@ TINY = {"hidden": 32, "transforms": 2, "bins": 4, "embedding": 4, "max_patterns"
 @pytest.fixture(scope="module")
 def coupling(real_events: Events) -> FlowModel:
     """Untrained coupling flow with the plain azimuth: separation by whole-event rejection."""
-    torch.manual_seed(0)
-    model = build_model("flow", {**TINY, "mode": "coupling", "max_jets": 14, "jet_azimuth": "reference"})
-    model.fit_data(RawBatch.from_events(real_events))
-    return model
+    return fitted_flow(real_events, {**TINY, "mode": "coupling", "max_jets": 14, "jet_azimuth": "reference"})
 
 
 @pytest.fixture(scope="module")
 def allowed(real_events: Events) -> FlowModel:
     """Untrained coupling flow with jets placed in their allowed azimuths (the default)."""
-    torch.manual_seed(0)
-    model = build_model("flow", {**TINY, "mode": "coupling", "max_jets": 14})
+    model = fitted_flow(real_events, {**TINY, "mode": "coupling", "max_jets": 14})
     assert model.config.jet_azimuth == "allowed"
-    model.fit_data(RawBatch.from_events(real_events))
     return model
 
 
@@ -86,8 +81,7 @@ def test_rejected_share_is_in_the_generation_metadata(coupling: FlowModel, tmp_p
 
 
 def test_an_impossible_radius_gives_up_with_a_clear_error(real_events: Events) -> None:
-    model = build_model("flow", {**TINY, "mode": "coupling", "max_jets": 14, "max_draw_factor": 2})
-    model.fit_data(RawBatch.from_events(real_events))
+    model = fitted_flow(real_events, {**TINY, "mode": "coupling", "max_jets": 14, "max_draw_factor": 2})
     model.jet_radius.fill_(50.0)  # no two jets can be that far apart
     with pytest.raises(GenerationError, match="jet radius"):
         model.sample(100, generator=torch.Generator().manual_seed(0))
@@ -119,13 +113,8 @@ def test_fast_spline_matches_zuko() -> None:
 
 def test_bfloat16_sampling_is_close_to_float32(real_events: Events) -> None:
     """The bfloat16 fast path perturbs the spline parameters slightly, not the events' form."""
-    raw = RawBatch.from_events(real_events)
-    models = []
-    for precision in ("float32", "bfloat16"):
-        torch.manual_seed(0)
-        m = build_model("flow", {**TINY, "mode": "coupling", "max_jets": 14, "sample_precision": precision})
-        m.fit_data(raw)
-        models.append(m)
+    models = [fitted_flow(real_events, {**TINY, "mode": "coupling", "max_jets": 14, "sample_precision": precision})
+              for precision in ("float32", "bfloat16")]
     gen = torch.Generator().manual_seed(2)
     index = models[0].patterns.sample(256, generator=gen)
     ctx = models[0].context(models[0]._slot_types(index), index)
@@ -143,9 +132,7 @@ def test_mirror_in_the_parameterisation_is_exact(real_events: Events) -> None:
     from fastmc.models.flow.symmetry import mirror_events
 
     raw = RawBatch.from_events(real_events)
-    torch.manual_seed(0)
-    model = build_model("flow", {**TINY, "mode": "coupling", "max_jets": 14, "canonical_eta_sign": True})
-    model.fit_data(raw)
+    model = fitted_flow(real_events, {**TINY, "mode": "coupling", "max_jets": 14, "canonical_eta_sign": True})
     par = model.parameterisation
     enc = par.encode(raw)
     mirrored = par.encode(mirror_events(raw, torch.ones(len(raw), dtype=torch.bool)))

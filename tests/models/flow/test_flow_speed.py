@@ -14,6 +14,7 @@ from fastmc.data.batch import RawBatch
 from fastmc.events import Events
 from fastmc.models import build_model
 from fastmc.models.flow import FlowModel
+from modelhelpers import fitted_flow
 
 pytest.importorskip("zuko")
 
@@ -22,11 +23,8 @@ TINY = {"hidden": 32, "transforms": 2, "bins": 4, "embedding": 4, "max_patterns"
 
 @pytest.fixture(scope="module")
 def coupling(real_events: Events) -> FlowModel:
-    torch.manual_seed(0)
     # the plain azimuth: separation by rejection, so that the passes have something to count
-    model = build_model("flow", {**TINY, "mode": "coupling", "sample_chunk": 64, "jet_azimuth": "reference"})
-    model.fit_data(RawBatch.from_events(real_events))
-    return model
+    return fitted_flow(real_events, {**TINY, "mode": "coupling", "sample_chunk": 64, "jet_azimuth": "reference"})
 
 
 def _zuko_spline(w: torch.Tensor, h: torch.Tensor, d: torch.Tensor):

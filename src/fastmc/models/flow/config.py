@@ -65,7 +65,7 @@ class FlowConfig:
                               the radius_quantile quantile of the events' closest jet pairs
                               (1e-4; the minimum below 10,000 events), so that the few pairs
                               the detector smeared below R do not lower it (0.590 instead of
-                              0.550 on 95k ttbar events, 9 of them below); fit_data warns with the number of
+                              0.550 on 95k ttbar events, 8 of the training events below); fit_data warns with the number of
                               training events whose softer jet is then encoded at the radius
     default_pt_threshold : float  GeV, for a group absent from the training data (10)
     default_eta_max : float   for a group absent from the training data (2.5)

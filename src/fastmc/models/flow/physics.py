@@ -323,7 +323,6 @@ class Parameterisation:
         if self.allowed_azimuth:
             nj = lay.jets
             y = jet_rapidity(eta[:, :nj], ratio_m[:, :nj])
-            phi_par = phi_par.clone()
             for k in range(1, nj):
                 rows = present[:, k].nonzero()[:, 0]
                 if len(rows) == 0:
@@ -429,7 +428,6 @@ class Parameterisation:
             y_jets = jet_rapidity(eta[:, :nj].double(), ratio_m[:, :nj])
             unit = 0.5 * (torch.tanh(sx[:, :nj, 2]) * (1.0 + self.phi_margin) + 1.0)
             s_dec = torch.where(is_first[:, :nj], torch.full_like(unit, math.pi), dphi[:, :nj])
-            s_dec = s_dec.clone()
             for k in range(1, nj):
                 rows = present[:, k].nonzero()[:, 0]  # only events that have a jet k
                 if len(rows) == 0:
@@ -476,6 +474,24 @@ def _ratio_of(k: torch.Tensor, eta: torch.Tensor) -> torch.Tensor:
     return x2 / (torch.sqrt(1.0 + x2) + 1.0)
 
 
+def _closest_jet_pairs(sp4: torch.Tensor, slot_types: torch.Tensor, n_jets: int, *,
+                       rapidity: bool, mass_floor: float) -> torch.Tensor:
+    """dR of the closest pair of jets per event, float64 [B] (inf with fewer than two jets),
+    from slot four-vectors ``sp4`` [B, S, 4] (GeV; jets in the first ``n_jets`` slots); in
+    (y, phi) with ``rapidity`` (y from E / (pT cosh eta) - 1 floored at ``mass_floor``, as
+    the parameterisation stores it), else (eta, phi)."""
+    e, pt, eta, phi = (v[:, :n_jets].double() for v in sp4.unbind(-1))
+    if rapidity:
+        eta = jet_rapidity(eta, (e / (pt.clamp_min(1e-9) * torch.cosh(eta)) - 1.0).clamp_min(mass_floor))
+    i, k = torch.triu_indices(n_jets, n_jets, 1, device=eta.device)
+    dp = (phi[:, k] - phi[:, i]).abs()
+    dp = torch.minimum(dp, 2 * math.pi - dp)
+    dr = torch.sqrt((eta[:, k] - eta[:, i]) ** 2 + dp * dp)
+    jets = slot_types[:, :n_jets] > 0
+    dr = torch.where(jets[:, k] & jets[:, i], dr, torch.full_like(dr, math.inf))
+    return dr.min(dim=1).values if dr.shape[1] else torch.full_like(e[:, 0], math.inf)
+
+
 def jets_below_radius(raw: RawBatch, par: Parameterisation) -> int:
     """Number of events of ``raw`` (GeV) with two jets closer than ``par.jet_radius`` (in
     (y, phi) with ``jet_azimuth="allowed"``, else (eta, phi)): with a quantile-fitted radius,
@@ -485,10 +501,9 @@ def jets_below_radius(raw: RawBatch, par: Parameterisation) -> int:
         return 0
     types, p4 = sort_dark_machines(raw.types.long(), raw.p4)
     slot_types, sp4, _ = lay.to_slots(types, p4.double())
-    e, pt, eta, phi = (v[:, : lay.jets] for v in sp4.unbind(-1))
-    if par.jet_azimuth == "allowed":
-        eta = jet_rapidity(eta, (e / (pt.clamp_min(1e-9) * torch.cosh(eta)) - 1.0).clamp_min(par.mass_floor))
-    return int((~jets_separated(eta, phi, slot_types[:, : lay.jets] > 0, n_jets=lay.jets, radius=par.jet_radius)).sum())
+    closest = _closest_jet_pairs(sp4, slot_types, lay.jets, rapidity=par.jet_azimuth == "allowed",
+                                 mass_floor=par.mass_floor)
+    return int((closest < par.jet_radius).sum())
 
 
 def fit_parameterisation(
@@ -540,19 +555,10 @@ def fit_parameterisation(
     radius = default_jet_radius
     nj = layout.jets
     if nj >= 2:
-        jm = group[:, :nj] == 0
-        eta, phi = sp4[:, :nj, 2], sp4[:, :nj, 3]
-        if tolerances.get("jet_azimuth", "reference") == "allowed":
-            mass_floor = float(tolerances.get("mass_floor", Parameterisation.mass_floor))
-            ratio_m = sp4[:, :nj, 0] / (sp4[:, :nj, 1].clamp_min(1e-9) * torch.cosh(eta)) - 1.0
-            eta = jet_rapidity(eta, ratio_m.clamp_min(mass_floor))  # the separation is in (y, phi)
-        de = eta[:, :, None] - eta[:, None, :]
-        dp = _wrap(phi[:, :, None] - phi[:, None, :])
-        dr = torch.sqrt(de * de + dp * dp)
-        pair = jm[:, :, None] & jm[:, None, :] & ~torch.eye(nj, dtype=torch.bool, device=jm.device)
-        if bool(pair.any()):
-            closest = torch.where(pair, dr, torch.full_like(dr, math.inf)).flatten(1).min(dim=1).values
-            closest = closest[torch.isfinite(closest)]
+        allowed = tolerances.get("jet_azimuth", "reference") == "allowed"  # (y, phi), else (eta, phi)
+        closest = _closest_jet_pairs(sp4, slot_types, nj, rapidity=allowed, mass_floor=floor)
+        closest = closest[torch.isfinite(closest)]
+        if len(closest):
             lowest = float(np.quantile(closest.numpy(), radius_quantile, method="lower"))
             radius = max(lowest - radius_margin, 0.0)
     return Parameterisation(
