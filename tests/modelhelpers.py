@@ -151,6 +151,27 @@ def assert_jets_separated(model, ev: Events) -> None:
         assert (d >= radius).all(), (i, d.min(), radius)
 
 
+def assert_isolated(model, ev: Events) -> None:
+    """Every electron, muon and photon of every event with jets at least its group's isolation
+    radius from every jet, in (y, phi) (built in, in float64; 1e-4 slack for the rapidity
+    recomputed from float32 values)."""
+    radius = model.parameterisation.isolation_radius
+    assert radius is not None
+    group = np.array([0, 0, 0, 1, 1, 2, 2, 3])
+    for i in range(len(ev)):
+        p4 = ev.p4[i].astype(np.float64)
+        real = ev.types[i] > 0
+        y = np.arctanh(p4[:, 1] * np.sinh(p4[:, 2]) / np.where(real, p4[:, 0], 1.0))
+        jets = np.isin(ev.types[i], (1, 2))
+        objs = real & ~jets
+        if not jets.any() or not objs.any():
+            continue
+        dp = np.remainder(p4[objs, 3][:, None] - p4[jets, 3][None, :] + np.pi, 2 * np.pi) - np.pi
+        d = np.sqrt((y[objs][:, None] - y[jets][None, :]) ** 2 + dp**2).min(axis=1)
+        need = np.asarray(radius)[group[ev.types[i][objs]]] - 1e-4
+        assert (d >= need).all(), (i, d, need)
+
+
 def fitted_flow(events: Events, settings: dict, *, seed: int = 0):
     """A structure-first flow built from ``settings`` (torch seeded with ``seed`` first) and
     fitted on ``events`` (untrained: its network is the initial one)."""

@@ -22,7 +22,8 @@ def test_grid_expansion_labels_and_configs():
         models=(
             {"model": "beta-vae", "grid": {"beta": [0, 0.01]}, "config": {"latent_dim": 8}},
             {"model": "alpha-vae", "grid": {"alpha": [0.2]}},
-            {"model": "flow", "label": "flow-coupling", "config": {"mode": "coupling"}},
+            {"model": "flow", "label": "flow-coupling", "config": {"mode": "coupling"},
+             "train": {"lr_schedule": "cosine"}},
         ),
     )
     runs = expand_runs(cfg)
@@ -30,6 +31,7 @@ def test_grid_expansion_labels_and_configs():
         "beta-vae_beta=0", "beta-vae_beta=0.01", "alpha-vae_alpha=0.2", "flow-coupling"]
     assert runs[1].config == {"latent_dim": 8, "beta": 0.01}
     assert runs[3].config == {"mode": "coupling"}
+    assert runs[3].train == {"lr_schedule": "cosine"} and runs[0].train == {}
 
 
 @pytest.mark.parametrize(
@@ -39,6 +41,8 @@ def test_grid_expansion_labels_and_configs():
         ({"processes": ({"name": "a"},)}, "exactly one of 'simulate' or 'files'"),
         ({"models": ({"grid": {}},)}, "needs 'model'"),
         ({"train": {"epochs": 0}}, "epochs must be a positive integer"),
+        ({"models": ({"model": "flow", "train": {"lr_schedule": "step"}},)}, "lr_schedule"),
+        ({"models": ({"model": "flow", "train": [1]},)}, "'train' must be a mapping"),
     ],
 )
 def test_config_validation(kwargs, message):
@@ -63,8 +67,9 @@ def test_shipped_configs_load_and_reproduce_the_theses_grid():
 
 def test_demo_config_is_valid():
     cfg = demo_config(events=5000, jobs=1)
-    assert [r.label for r in expand_runs(cfg)] == [
-        "beta-vae_beta=0.001", "alpha-vae_alpha=0.2", "flow-coupling"]
+    runs = expand_runs(cfg)
+    assert [r.label for r in runs] == ["beta-vae_beta=0.001", "alpha-vae_alpha=0.2", "flow-coupling"]
+    assert runs[2].train == {"lr_schedule": "cosine", "epochs": 15} and runs[0].train == {}
     with pytest.raises(ValueError, match="at least 1000"):
         demo_config(events=10)
 

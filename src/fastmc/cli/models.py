@@ -20,6 +20,7 @@ DEVICE_HELP = "auto: CUDA if available, else CPU."
 Device = Literal["auto", "cpu", "cuda"]
 BUILTIN_MODELS = ("beta-vae", "alpha-vae", "flow")  # named in the help (a test checks)
 FlowMode = Literal["autoregressive", "coupling", "matching"]
+LrSchedule = Literal["constant", "cosine"]
 LatentPrior = Literal["normal", "bgmm", "gmm", "truth"]
 FitPrior = Literal["bgmm", "gmm"]
 Codes = Literal["posterior", "mean"]
@@ -141,6 +142,14 @@ def train_cmd(
         None, "--batches-per-epoch", help="Batches per epoch (default 100; theses 1000)."
     ),
     lr: float | None = typer.Option(None, "--lr", help="Adam learning rate (default 0.001)."),
+    lr_schedule: LrSchedule | None = typer.Option(
+        None, "--lr-schedule", metavar="NAME", help="constant, or cosine: the rate falls from --lr to 0 over "
+        "--epochs (default constant; the flow trains better with cosine, docs/results.md)."
+    ),
+    ema: float | None = typer.Option(
+        None, "--ema", metavar="DECAY", help="Decay of a moving average of the weights "
+        "(e.g. 0.999): validated and saved instead of the last weights (default 0: off)."
+    ),
     patience: int | None = typer.Option(
         None, "--patience", help="Early stopping: epochs without a better val loss (default 10; 0 off)."
     ),
@@ -200,7 +209,8 @@ def train_cmd(
         model_cfg = _model_settings(spec, data, set_, shorthands)
         asked = _train_settings(data, set_, {
             "epochs": epochs, "batch_size": batch_size, "batches_per_epoch": batches_per_epoch,
-            "lr": lr, "patience": patience, "max_minutes": max_minutes, "device": device,
+            "lr": lr, "lr_schedule": lr_schedule, "ema": ema,
+            "patience": patience, "max_minutes": max_minutes, "device": device,
             "seed": seed, "process": process,
         })
         if resume:  # the stored run wins; a flag that differs from it is an error

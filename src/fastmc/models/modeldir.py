@@ -266,10 +266,13 @@ class ModelDir:
         return (self.path / CHECKPOINT_TENSORS).exists() or (self.path / CHECKPOINT_JSON).exists()
 
     def write_checkpoint(
-        self, model: GenerativeModel, optimizer: torch.optim.Optimizer, status: Mapping[str, Any]
+        self, model: GenerativeModel, optimizer: torch.optim.Optimizer, status: Mapping[str, Any],
+        *, average: Mapping[str, torch.Tensor] | None = None,
     ) -> None:
-        """Latest weights and optimizer state, and ``status`` (JSON: epoch, counters, ...)."""
+        """Latest weights and optimizer state, and ``status`` (JSON: epoch, counters, ...);
+        ``average``: the state of a weight average (``TrainConfig.ema``), kept alongside."""
         tensors = {f"model.{k}": v for k, v in model_tensors(model).items()}
+        tensors.update({f"average.{k}": v for k, v in (average or {}).items()})
         state = optimizer.state_dict()
         for idx, st in state["state"].items():
             for name, value in st.items():
@@ -322,6 +325,11 @@ class ModelDir:
                 state.setdefault(int(idx), {})[name] = value
         optimizer.load_state_dict({"state": state, "param_groups": status.pop("param_groups")})
         return status
+
+    def read_checkpoint_average(self, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+        """The weight-average state stored with the checkpoint (empty if it has none)."""
+        tensors, _ = _load_tensors(self.path / CHECKPOINT_TENSORS, device)
+        return {k[len("average."):]: v for k, v in tensors.items() if k.startswith("average.")}
 
     # -- whole models --------------------------------------------------------------------
     def save(

@@ -18,6 +18,7 @@ The YAML file maps onto :class:`StudyConfig`::
     models:
       - {model: beta-vae, grid: {beta: [0, 0.001, 0.01]}}
       - {model: alpha-vae, grid: {alpha: [0.2]}, config: {latent: 80}}
+      - {model: flow, config: {mode: coupling}, train: {lr_schedule: cosine}}  # over train:
     priors:
       - {kind: normal}
       - {kind: gmm, components: [10, 50]}
@@ -72,7 +73,8 @@ class StudyConfig:
 
     ``processes``: list of ``{name, simulate: {process, events, seed, jobs, channel, params}}``
     or ``{name, files: [...]}``; ``split``: store fractions; ``train``: TrainConfig fields;
-    ``models``: list of ``{model, grid: {param: [values]}, config: {fixed params}, label}``;
+    ``models``: list of ``{model, grid: {param: [values]}, config: {fixed params}, label,
+    train: {TrainConfig fields of this entry's models only, over the study's train}}``;
     ``priors``: list of ``{kind, components: [..]}``; ``generate``: events, batch_size, seed;
     ``evaluate``: max_events, seed, include_mc, classifier, plots.
     """
@@ -113,6 +115,11 @@ class StudyConfig:
         from fastmc.workflows.train_config import TrainConfig
 
         from_dict(TrainConfig, self.train, source="train")  # validates the training section early
+        for m in self.models:
+            if not isinstance(m.get("train") or {}, Mapping):
+                raise ConfigError(f"model entry {m['model']!r}: 'train' must be a mapping")
+            from_dict(TrainConfig, {**self.train, **(m.get("train") or {})},
+                      source=f"models[{m.get('label') or m['model']}].train")
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -140,11 +147,13 @@ def load_study_config(path: str | os.PathLike[str]) -> StudyConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ModelRun:
-    """One trained model of the grid: ``label`` (folder name), registry ``model``, its config."""
+    """One trained model of the grid: ``label`` (folder name), registry ``model``, its config,
+    and its entry's training settings over the study's (``train``)."""
 
     label: str
     model: str
     config: dict[str, Any]
+    train: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def _fmt(v: Any) -> str:
@@ -163,7 +172,8 @@ def expand_runs(config: StudyConfig) -> list[ModelRun]:
             label = entry.get("label") or entry["model"]
             if params:
                 label += "_" + "_".join(f"{k}={_fmt(v)}" for k, v in params.items())
-            runs.append(ModelRun(label=label, model=entry["model"], config={**fixed, **params}))
+            runs.append(ModelRun(label=label, model=entry["model"], config={**fixed, **params},
+                                 train=dict(entry.get("train") or {})))
     labels = [r.label for r in runs]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"model labels must be unique; give entries a 'label': {labels}")
@@ -241,7 +251,7 @@ def _train(config: StudyConfig, run: ModelRun, store: Path, model_dir: Path, fre
     if done.exists() and not fresh:
         log(f"reusing trained model {model_dir}")
         return float(json.loads(done.read_text()).get("seconds", float("nan")))
-    tc = from_dict(TrainConfig, config.train, source="train")
+    tc = from_dict(TrainConfig, {**config.train, **run.train}, source="train")
     total = tc.epochs * tc.batches_per_epoch
     with progress(f"train {run.label}", total) as advance:
         res = train_from_store(store, model_dir, model_name=run.model, model_config=run.config,

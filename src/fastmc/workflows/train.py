@@ -10,6 +10,10 @@ the model directory (written by :class:`fastmc.models.modeldir.ModelDir`, atomic
 ``history.json``            one record per epoch: losses and their parts, seconds, lr
 ``config.json``             model and training settings, fastmc version, data provenance
 
+The learning rate follows ``TrainConfig.lr_schedule`` batch by batch; with ``TrainConfig.ema``
+an exponential moving average of the weights (:mod:`fastmc.workflows.schedule`) is what is
+validated and kept as the best weights (the checkpoint holds both, so resume is exact).
+
 A NaN or infinite loss stops training with :class:`TrainingDivergedError`; the files of the
 last good epoch are left untouched.  The same seed gives the same weights: the initial
 weights come from ``seed``, and each epoch's batches and noise from (``seed``, epoch), so a
@@ -25,6 +29,7 @@ summed over the ranks, so all take the same decisions, and rank 0 alone writes t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -41,6 +46,7 @@ from fastmc.errors import ConfigError
 from fastmc.models.base import GenerativeModel
 from fastmc.models.modeldir import ModelDir
 from fastmc.workflows import accel, distributed
+from fastmc.workflows.schedule import WeightAverage, learning_rate
 from fastmc.workflows.train_config import TrainConfig, TrainingDivergedError, TrainResult
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingDivergedError", "epoch_seed", "train_model"]
@@ -80,8 +86,15 @@ class _ReadOnly:
 
 
 def _resume(mdir: ModelDir, model: GenerativeModel, opt: torch.optim.Optimizer,
-            device: torch.device) -> _Progress:
+            device: torch.device, average: WeightAverage | None) -> _Progress:
     status = mdir.read_checkpoint(model, opt, device)
+    if average is not None:
+        stored = mdir.read_checkpoint_average(device)
+        if not stored:
+            raise ConfigError(
+                f"{mdir.path}: the stored run has no weight average; resume it without ema"
+            )
+        average.load_state_tensors(stored)
     return _Progress(history=list(status["history"]), epoch=int(status["epoch"]),
                      best_val=float(status["best_val_loss"]),
                      best_epoch=int(status["best_epoch"]), bad=int(status["bad_epochs"]))
@@ -98,8 +111,13 @@ def _train_epoch(
     progress: Callable[[int], None] | None,
     loss_fn: accel.LossFn | None = None,
     precision: str = "fp32",
+    lr_of_step: Callable[[int], float] | None = None,
+    average: WeightAverage | None = None,
 ) -> tuple[float, dict[str, float], int]:
-    """One pass of Adam over ``batches``: mean loss, mean parts, events seen (all ranks)."""
+    """One pass of Adam over ``batches``: mean loss, mean parts, events seen (all ranks).
+
+    ``lr_of_step(step)`` sets the learning rate of each batch; ``average`` is updated after
+    every optimizer step."""
     total, n, parts = 0.0, 0, {}
     loss_fn = loss_fn or (lambda raw, g: model.training_loss(raw, generator=g))
     world = distributed.context().world_size
@@ -118,9 +136,14 @@ def _train_epoch(
                 "Try a lower --lr, a smaller --beta, or standardize: true in model_config."
             )
         opt.zero_grad(set_to_none=True)
+        if lr_of_step is not None:
+            for group in opt.param_groups:
+                group["lr"] = lr_of_step(step)
         # DDP averages the ranks' gradients: weigh each rank by its share of the step's events
         (loss * (world * b / sums[1]) if world > 1 else loss).backward()
         opt.step()
+        if average is not None:
+            average.update(model)
         total += sums[0]
         n += int(sums[1])
         for k, v in zip(keys, sums[2:], strict=True):
@@ -179,6 +202,7 @@ def _run_epoch(
     progress: Callable[[int], None] | None,
     describe: Callable[[], None] | None = None,
     loss_fn: accel.LossFn | None = None,
+    average: WeightAverage | None = None,
 ) -> dict[str, Any]:
     """Train and validate one epoch, update ``state``, write the files (``describe()``
     writes config.json, before the checkpoint that makes the run resumable); the record."""
@@ -187,32 +211,45 @@ def _run_epoch(
     # each rank its own noise (rank 0: the one-process stream)
     gen = torch.Generator(device=device).manual_seed(
         epoch_seed(config.seed, epoch, 1 + 16 * ctx.rank))
+
+    def lr_of_step(step: int) -> float:
+        return learning_rate(lr=config.lr, schedule=config.lr_schedule, epoch=epoch, step=step,
+                             epochs=config.epochs, batches_per_epoch=config.batches_per_epoch,
+                             lr_min=config.lr_min)
+
     train_loss, train_parts, n = _train_epoch(
         model, opt, train_batches(epoch), gen, device, epoch, mdir, progress, loss_fn,
-        config.precision,
+        config.precision, lr_of_step, average,
     )
-    val_loss, val_parts = _validate(model, val_batches(), device, epoch_seed(config.seed, 0, 2))
+    # the averaged weights (ema) are the ones validated and kept
+    held = average.applied(model) if average is not None else contextlib.nullcontext()
+    with held:
+        val_loss, val_parts = _validate(model, val_batches(), device,
+                                        epoch_seed(config.seed, 0, 2))
+        improved = math.isfinite(val_loss) and val_loss < state.best_val - config.min_delta
+        if improved:
+            mdir.write_weights(model)
     if not math.isfinite(val_loss):
         raise TrainingDivergedError(
             f"validation loss became {val_loss} at epoch {epoch}; the last good checkpoint "
             f"(epoch {epoch - 1}) is kept in {mdir.path}. Try a lower --lr."
         )
-    improved = val_loss < state.best_val - config.min_delta
     if improved:
         state.best_val, state.best_epoch, state.bad = val_loss, epoch, 0
-        mdir.write_weights(model)
     else:
         state.bad += 1
     record = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
               "train_parts": train_parts, "val_parts": val_parts, "events": n,
-              "seconds": time.perf_counter() - te, "lr": config.lr, "best": improved,
+              "seconds": time.perf_counter() - te, "lr": opt.param_groups[0]["lr"],
+              "best": improved,
               "ranks": ctx.world_size}
     state.history.append(record)
     state.epoch = epoch
     mdir.write_history(state.history)
     if describe is not None:
         describe()
-    mdir.write_checkpoint(model, opt, state.status())
+    mdir.write_checkpoint(model, opt, state.status(),
+                          average=average.state_tensors() if average is not None else None)
     return record
 
 
@@ -272,7 +309,8 @@ def _train(
     model.to(device).train()
     loss_fn = accel.loss_function(model, ctx, device)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    state = _resume(mdir, model, opt, device) if resume else _Progress()
+    average = WeightAverage(model, decay=config.ema) if config.ema > 0 else None
+    state = _resume(mdir, model, opt, device, average) if resume else _Progress()
     if resume:  # the stored settings, with an explicitly raised epoch limit
         mdir.write_config(model, train_config=config, data=data)
     t0 = time.perf_counter()
@@ -286,7 +324,7 @@ def _train(
             epoch == start and not resume) else None
         with accel.matmul_precision(config.precision):
             record = _run_epoch(model, opt, state, epoch, train_batches, val_batches, config,
-                                mdir, device, progress, describe, loss_fn)
+                                mdir, device, progress, describe, loss_fn, average)
         if on_epoch is not None:
             on_epoch(record)
         if config.patience and state.bad >= config.patience:

@@ -34,7 +34,19 @@ class TrainConfig:
     epochs : int               maximum number of epochs (50)
     batch_size : int           events per batch (1000; the theses used 10000)
     batches_per_epoch : int    batches per epoch (100; the theses used 1000)
-    lr : float                 Adam learning rate (1e-3)
+    lr : float                 Adam learning rate (1e-3); with lr_schedule "cosine" the rate
+                               of the first batch
+    lr_schedule : str          "constant" (default) or "cosine": the rate falls from lr to
+                               lr_min along half a cosine over epochs x batches_per_epoch
+                               batches (fastmc.workflows.schedule; the horizon is ``epochs``,
+                               so a run cut short by max_minutes or early stopping never
+                               reaches lr_min, and resuming with a raised --epochs stretches
+                               the rest of the schedule)
+    lr_min : float             the cosine schedule's last rate (0)
+    ema : float                0 (default) or the decay of an exponential moving average of
+                               the weights, updated after every batch (e.g. 0.999); the
+                               validation loss, the saved best weights and early stopping
+                               then use the averaged weights
     seed : int                 seed of the initial weights, batches and noise (0)
     device : str               "auto" (CUDA if available), "cpu", "cuda" or "cuda:N"
     patience : int             stop after this many epochs without a better validation
@@ -57,6 +69,9 @@ class TrainConfig:
     batch_size: int = setting(1000, ge=1)
     batches_per_epoch: int = setting(100, ge=1)
     lr: float = setting(1e-3, gt=0, lt=10)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    lr_min: float = setting(0.0, ge=0, lt=10)
+    ema: float = setting(0.0, ge=0, lt=1)
     seed: int = setting(0, ge=0)
     device: str = "auto"
     patience: int = setting(10, ge=0)
@@ -73,6 +88,11 @@ class TrainConfig:
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(
                 f"TrainConfig.device must be 'auto', 'cpu' or 'cuda', got {self.device!r}"
+            )
+        if self.lr_schedule == "cosine" and self.lr_min >= self.lr:
+            raise ConfigError(
+                f"TrainConfig.lr_min ({self.lr_min}) must be below lr ({self.lr}) with the "
+                "cosine schedule"
             )
 
 

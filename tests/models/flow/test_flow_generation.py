@@ -14,7 +14,7 @@ from fastmc.errors import GenerationError
 from fastmc.events import Events
 from fastmc.models import build_model
 from fastmc.models.flow import FlowModel
-from modelhelpers import assert_jets_separated, fitted_flow
+from modelhelpers import assert_isolated, assert_jets_separated, fitted_flow
 
 pytest.importorskip("zuko")
 
@@ -51,6 +51,8 @@ def test_generated_events_never_violate_separation_or_thresholds(
     ev = model.sample(400, generator=torch.Generator().manual_seed(seed)).to_events()
     after = model.generation_stats()
     assert_jets_separated(model, ev)
+    if azimuth == "allowed":
+        assert_isolated(model, ev)
     group = np.array([0, 1, 1, 2, 2, 3, 3, 4])[ev.types]  # 1 jets .. 4 photons, 0 padding
     thr = np.r_[np.inf, model.pt_threshold.numpy()]
     emax = np.r_[0.0, model.eta_max.numpy()]
@@ -132,7 +134,8 @@ def test_mirror_in_the_parameterisation_is_exact(real_events: Events) -> None:
     from fastmc.models.flow.symmetry import mirror_events
 
     raw = RawBatch.from_events(real_events)
-    model = fitted_flow(real_events, {**TINY, "mode": "coupling", "max_jets": 14, "canonical_eta_sign": True})
+    model = fitted_flow(real_events, {**TINY, "mode": "coupling", "max_jets": 14, "canonical_eta_sign": True,
+                                      "radius_quantile": 0.0})  # every training event exact
     par = model.parameterisation
     enc = par.encode(raw)
     mirrored = par.encode(mirror_events(raw, torch.ones(len(raw), dtype=torch.bool)))
@@ -181,11 +184,23 @@ def test_model_saved_before_the_mass_bound_decodes_unbounded(allowed: FlowModel)
     assert old.mass_max is None and old.parameterisation.mass_max is None
 
 
+def test_model_saved_before_isolation_places_leptons_freely(allowed: FlowModel) -> None:
+    """Weights without ``param.isolation_radius`` (models of earlier versions): leptons and
+    photons keep the plain azimuth, as they were trained."""
+    assert allowed.parameterisation.isolation_radius is not None
+    tensors = {k: v for k, v in allowed.extra_tensors().items() if k != "param.isolation_radius"}
+    old = build_model("flow", dataclasses.asdict(allowed.config))
+    old.load_state_dict(allowed.state_dict())
+    old.load_extra_tensors(tensors)
+    assert old.isolation_radius is None and old.parameterisation.isolated_slots() == []
+
+
 def test_saved_config_fills_the_old_defaults_only_where_missing() -> None:
     """Settings whose default changed get the value older model directories were trained with
     when config.json lacks them; a value written in config.json is kept."""
     old = FlowModel.saved_config({"mode": "coupling"})
-    assert old == {"mode": "coupling", "jet_azimuth": "reference", "canonical_eta_sign": False}
-    new = FlowModel.saved_config({"jet_azimuth": "allowed", "canonical_eta_sign": True})
-    assert new == {"jet_azimuth": "allowed", "canonical_eta_sign": True}
+    assert old == {"mode": "coupling", "jet_azimuth": "reference", "canonical_eta_sign": False,
+                   "object_isolation": False}
+    settings = {"jet_azimuth": "allowed", "canonical_eta_sign": True, "object_isolation": True}
+    assert FlowModel.saved_config(settings) == settings
     assert build_model("flow", {}).config.canonical_eta_sign  # the default of new models

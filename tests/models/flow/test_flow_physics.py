@@ -30,6 +30,8 @@ OPTIONS = {
     "allowed": {"jet_azimuth": "allowed", "jet_edge_width": 0.2, "jet_edge_power": 0.5},
     "allowed-mass-bound": {"jet_azimuth": "allowed", "mass_margin": 1.5},
     "allowed-hard-canonical": {"jet_azimuth": "allowed", "jet_edge_width": 0.0, "canonical_eta_sign": True},
+    "allowed-isolated": {"jet_azimuth": "allowed", "isolation": True, "mass_margin": 1.5,
+                         "canonical_eta_sign": True},
 }
 
 
@@ -40,6 +42,7 @@ def test_round_trip_is_exact(real_events: Events, options) -> None:
     if options.get("jet_azimuth") == "allowed":
         assert 0.5 < par.jet_radius < 0.6  # (y, phi): the detector's R = 0.6, smeared after clustering
     assert (par.mass_max is not None) == ("mass_margin" in options)
+    assert (par.isolation_radius is not None) == ("isolation" in options)
     eta_sign = {"eta_sign": None}
     enc = par.encode(raw)
     assert enc["x"].shape == (len(real_events), LAYOUT.dim)
@@ -239,3 +242,69 @@ def test_quantile_radius_encodes_the_few_closer_pairs_at_the_radius(real_events:
     for i in np.flatnonzero(moved):
         d = jet_pair_distances(back, i, rapidity=True)
         assert d.min() == pytest.approx(par.jet_radius, abs=1e-5)
+
+
+def _object_jet_distances(ev: Events, i: int, codes: tuple[int, ...]) -> np.ndarray:
+    """(y, phi) distance of every object of ``codes`` of event ``i`` to its nearest jet [n]."""
+    p4 = ev.p4[i].astype(np.float64)
+    y = np.arctanh(p4[:, 1] * np.sinh(p4[:, 2]) / np.where(p4[:, 0] > 0, p4[:, 0], 1.0))
+    jets = np.isin(ev.types[i], (1, 2))
+    objs = np.isin(ev.types[i], codes)
+    if not jets.any() or not objs.any():
+        return np.zeros(0)
+    dp = np.remainder(p4[objs, 3][:, None] - p4[jets, 3][None, :] + np.pi, 2 * np.pi) - np.pi
+    return np.sqrt((y[objs][:, None] - y[jets][None, :]) ** 2 + dp**2).min(axis=1)
+
+
+def test_isolation_keeps_every_decoded_lepton_and_photon_off_the_jets(real_events: Events) -> None:
+    """With ``isolation`` the electrons and photons of any decoded vector are at least their
+    group's radius (about the detector's R = 0.6: a jet holding one is dropped) from every jet;
+    muons, which come close to jets in the data, get a small radius; without it, random
+    parameters put electrons inside jets."""
+    from fastmc.models.flow.physics import objects_below_isolation
+
+    raw = RawBatch.from_events(real_events)
+    par = fit_parameterisation(raw, LAYOUT, jet_azimuth="allowed", isolation=True, mass_margin=1.5)
+    iso = par.isolation_radius
+    assert iso is not None and iso[0] == 0.0
+    assert 0.55 < iso[1] < 0.62 and 0.55 < iso[3] < 0.62  # electrons, photons
+    assert iso[2] < 0.3  # muons
+    assert objects_below_isolation(raw, par) == 0  # the minimum: every training object exact
+    plain = fit_parameterisation(raw, LAYOUT, jet_azimuth="allowed", mass_margin=1.5)
+    enc = par.encode(raw)
+    gen = torch.Generator().manual_seed(5)
+    x = 2.0 * torch.randn(enc["x"].shape, generator=gen, dtype=torch.float64)
+    phi_ref = torch.rand(len(raw), generator=gen, dtype=torch.float64) * 6.28 - 3.14
+    out, valid = par.decode(x, enc["slot_types"], phi_ref, max_objects=19)
+    out0, _ = plain.decode(x, enc["slot_types"], phi_ref, max_objects=19)
+    ev, ev0 = out.to_events(), out0.to_events()
+    assert bool(valid.all())
+    n_checked, inside_before = 0, 0
+    for i in range(len(ev)):
+        for codes, radius in (((3, 4), iso[1]), ((5, 6), iso[2]), ((7,), iso[3])):
+            d = _object_jet_distances(ev, i, codes)
+            assert (d >= radius - 1e-4).all(), (i, codes, d, radius)
+            n_checked += len(d)
+        inside_before += int((_object_jet_distances(ev0, i, (3, 4)) < iso[1]).sum())
+    assert n_checked > 500 and inside_before > 20
+
+
+def test_quantile_isolation_encodes_the_few_closer_objects_at_the_radius(real_events: Events) -> None:
+    """A quantile radius leaves a few muons closer to a jet: they are counted and come back at
+    the radius; every other event exactly."""
+    from fastmc.models.flow.physics import jets_below_radius, objects_below_isolation
+
+    raw = RawBatch.from_events(real_events)
+    par = fit_parameterisation(raw, LAYOUT, jet_azimuth="allowed", isolation=True, radius_quantile=0.02)
+    below = objects_below_isolation(raw, par)
+    assert below >= 5 and jets_below_radius(raw, par) >= 1
+    enc = par.encode(raw)
+    out, valid = par.decode(enc["x"], enc["slot_types"], enc["phi_ref"], max_objects=real_events.max_objects)
+    assert bool(valid.all())
+    back = out.to_events()
+    moved = [i for i in range(len(back))
+             if not np.allclose(back.p4[i], real_events.p4[i], rtol=2e-5, atol=1e-5)]
+    assert 0 < len(moved) <= below + jets_below_radius(raw, par)
+    for i in moved:
+        d = _object_jet_distances(back, i, (5, 6))
+        assert (d >= par.isolation_radius[2] - 1e-4).all()

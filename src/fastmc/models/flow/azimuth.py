@@ -43,12 +43,14 @@ def jet_rapidity(eta: torch.Tensor, mass_ratio: torch.Tensor) -> torch.Tensor:
 
 
 def exclusion_intervals(
-    s: torch.Tensor, dy: torch.Tensor, present: torch.Tensor, *, radius: float, edge_width: float = 0.0
+    s: torch.Tensor, dy: torch.Tensor, present: torch.Tensor, *, radius: float | torch.Tensor,
+    edge_width: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The excluded azimuth intervals around harder jets, split at the seam, and their ramps.
 
     ``s`` [..., n]: the harder jets' azimuths in (-pi, pi]; ``dy`` [..., n]: rapidity
-    differences to the jet being placed; ``present`` bool [..., n]: which of the n count.
+    differences to the jet being placed; ``present`` bool [..., n]: which of the n count;
+    ``radius`` a float or a tensor that broadcasts against ``dy`` (e.g. [..., 1]).
     Returns ``lo``, ``hi`` [..., 2 n] (inside [-pi, pi]), ``valid`` bool [..., 2 n] and
     ``ramp`` [..., 2 n] (radians): each harder jet gives ``[s - h, s + h]`` with ``h = sqrt(R^2
     - dy^2)`` (when |dy| < R), the part beyond +-pi wrapped to the other end as a second

@@ -89,6 +89,7 @@ from fastmc.models.flow.physics import (
     Parameterisation,
     fit_parameterisation,
     jets_below_radius,
+    objects_below_isolation,
 )
 from fastmc.models.flow.structure import PatternDistribution
 from fastmc.models.flow.symmetry import mirror_events
@@ -164,6 +165,8 @@ class FlowModel(GenerativeModel):
         self.patterns: PatternDistribution | None = None
         #: fitted bound of the mass parameter per group float64 [4] (None: unbounded)
         self.mass_max: torch.Tensor | None = None
+        #: fitted isolation radius from jets per group float64 [4] (None: not built in)
+        self.isolation_radius: torch.Tensor | None = None
         #: training events per (process, pattern) int64 [n_processes, n_patterns]
         self.process_counts: torch.Tensor | None = None
         self._inverse_cache: tuple[tuple[Any, ...], FastInverse] | None = None
@@ -173,11 +176,13 @@ class FlowModel(GenerativeModel):
     @classmethod
     def saved_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
         """Settings whose default changed, as models saved before the change used them: the
-        plain azimuth (``jet_azimuth: reference``) and the mirror as augmentation
-        (``canonical_eta_sign: false``)."""
+        plain azimuth (``jet_azimuth: reference``), the mirror as augmentation
+        (``canonical_eta_sign: false``) and no isolation from jets (``object_isolation:
+        false``)."""
         out = dict(config)
         out.setdefault("jet_azimuth", "reference")
         out.setdefault("canonical_eta_sign", False)
+        out.setdefault("object_isolation", False)
         return out
 
     # ------------------------------------------------------------------ fitted state
@@ -189,6 +194,8 @@ class FlowModel(GenerativeModel):
             eta_max=tuple(self.eta_max.tolist()),  # type: ignore[arg-type]
             jet_radius=float(self.jet_radius),
             mass_max=None if self.mass_max is None else tuple(self.mass_max.tolist()),  # type: ignore[arg-type]
+            isolation_radius=(None if self.isolation_radius is None  # type: ignore[arg-type]
+                              else tuple(self.isolation_radius.tolist())),
             **self.config.tolerances,
         )
 
@@ -212,6 +219,7 @@ class FlowModel(GenerativeModel):
             radius_margin=c.radius_margin,
             radius_quantile=c.radius_quantile if c.jet_azimuth == "allowed" else 0.0,
             mass_margin=c.mass_margin,
+            isolation=c.object_isolation,
             default_jet_radius=c.default_jet_radius,
             default_pt_threshold=c.default_pt_threshold,
             default_eta_max=c.default_eta_max,
@@ -221,16 +229,13 @@ class FlowModel(GenerativeModel):
         self.eta_max.copy_(torch.tensor(par.eta_max, dtype=torch.float64))
         self.jet_radius.fill_(par.jet_radius)
         self.mass_max = None if par.mass_max is None else torch.tensor(par.mass_max, dtype=torch.float64)
+        self.isolation_radius = (None if par.isolation_radius is None
+                                 else torch.tensor(par.isolation_radius, dtype=torch.float64))
         enc = par.encode(raw)
-        below = jets_below_radius(raw, par)
-        if below:
-            warnings.warn(
-                f"{below} of {len(raw)} training events ({100 * below / len(raw):.3f}%) have two jets "
-                f"closer than the fitted jet radius {par.jet_radius:.4f} (the {c.radius_quantile:g} "
-                "quantile of the closest jet pairs); their softer jet is encoded at the radius. "
-                "Set radius_quantile: 0 to fit the radius below every training pair.",
-                stacklevel=2,
-            )
+        # by the quantile's definition at most radius_quantile of the training events (and
+        # objects) are below the radius: counted in config.json (info), not warned about
+        self.info["training_events_below_jet_radius"] = jets_below_radius(raw, par)
+        self.info["training_objects_below_isolation"] = objects_below_isolation(raw, par)
         dropped = int((enc["dropped"] > 0).sum())
         if dropped:
             warnings.warn(
@@ -266,6 +271,8 @@ class FlowModel(GenerativeModel):
             out["structure.process_counts"] = self.process_counts.clone()
         if self.mass_max is not None:
             out["param.mass_max"] = self.mass_max.clone()
+        if self.isolation_radius is not None:
+            out["param.isolation_radius"] = self.isolation_radius.clone()
         return out
 
     def load_extra_tensors(self, tensors: Mapping[str, torch.Tensor]) -> None:
@@ -274,6 +281,8 @@ class FlowModel(GenerativeModel):
         self.process_counts = None if counts is None else counts.to("cpu", torch.long)
         bound = tensors.get("param.mass_max")  # absent in models saved before it: unbounded
         self.mass_max = None if bound is None else bound.to("cpu", torch.float64)
+        iso = tensors.get("param.isolation_radius")  # absent in models saved before it
+        self.isolation_radius = None if iso is None else iso.to("cpu", torch.float64)
 
     @property
     def process_conditional(self) -> bool:

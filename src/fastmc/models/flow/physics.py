@@ -35,6 +35,15 @@ azimuth at all), and the generator keeps only those (whole-event rejection, coun
 moved).  Every training event passes (``jet_radius`` is fitted below their smallest
 separation), so the round trip events -> parameters -> events is exact.
 
+Isolation from jets: with ``isolation_radius`` (fitted per group, "allowed" only) the azimuth
+parameter of every electron, muon and photon in an event with jets is likewise its position in
+the azimuths that keep it at least its group's radius from every jet (in (y, phi)), decoded
+after the jets.  In Monte Carlo and in the Dark Machines files an electron or photon is never
+closer than the jet radius to a jet (a jet that contains one is dropped by the detector
+simulation's overlap removal); the radius of a group is fitted like the jet radius (the
+``radius_quantile`` quantile of its training objects' distances to their nearest jet), so
+muons, which are only isolated and do come close to jets, get a radius near 0.
+
 The (eta, phi) -> (-eta, -phi) symmetry of pp collisions enters through the training data
 (:func:`fastmc.models.flow.symmetry.mirror_events`) or the parameterisation
 (``canonical_eta_sign``, :mod:`fastmc.models.flow.symmetry`); the azimuthal rotation through
@@ -77,6 +86,7 @@ __all__ = [
     "SlotLayout",
     "fit_parameterisation",
     "jets_below_radius",
+    "objects_below_isolation",
     "sort_dark_machines",
 ]
 
@@ -203,6 +213,10 @@ class Parameterisation:
     mass_max : per group, the largest m / pT a decoded object can have (the mass parameter
         is then a logit of m / pT, so no object is heavier); None: unbounded (``log`` of
         E / (pT cosh eta) - 1, models saved before it)
+    isolation_radius : per group (the jets' entry unused), the smallest (y, phi) distance of an
+        electron, muon or photon to any jet: its azimuth is placed in the set the jets allow
+        (same edge weight as the jets'; a radius of 0 places nothing); None: not built in
+        (models saved before it); "allowed" only
     """
 
     layout: SlotLayout
@@ -219,6 +233,7 @@ class Parameterisation:
     jet_edge_power: float = 1.0
     separation_tolerance: float = 1e-6
     mass_max: tuple[float, float, float, float] | None = None
+    isolation_radius: tuple[float, float, float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.jet_azimuth not in ("reference", "allowed"):
@@ -251,6 +266,40 @@ class Parameterisation:
         """Jet azimuths in the allowed set (``jet_azimuth == "allowed"``) with two jet slots or more."""
         return self.jet_azimuth == "allowed" and self.layout.jets >= 2
 
+    def isolated_slots(self) -> list[tuple[int, float]]:
+        """(slot, radius) of every electron, muon and photon slot placed outside the jets
+        (``isolation_radius`` > 0 of its group, with the allowed jet azimuths)."""
+        if self.isolation_radius is None or not self.allowed_azimuth:
+            return []
+        group = self.layout.slot_group().tolist()
+        return [(k, float(self.isolation_radius[g])) for k, g in enumerate(group)
+                if g > 0 and self.isolation_radius[g] > 0]
+
+    def _isolated_objects(
+        self, present: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """Every isolated object of an event with jets, all slots at once: (event index [N],
+        slot index [N], radius float64 [N, 1]) from the presence bool [B, S]; None if none."""
+        slots = self.isolated_slots()
+        if not slots:
+            return None
+        dev = present.device
+        ks = torch.tensor([k for k, _ in slots], device=dev)
+        radii = torch.tensor([r for _, r in slots], dtype=torch.float64, device=dev)
+        has_jet = present[:, : self.layout.jets].any(dim=1)
+        rows, j = (present[:, ks] & has_jet[:, None]).nonzero(as_tuple=True)
+        if len(rows) == 0:
+            return None
+        return rows, ks[j], radii[j][:, None]
+
+    def _object_gaps(self, s_jets: torch.Tensor, dy: torch.Tensor, jets: torch.Tensor,
+                     radius: float | torch.Tensor) -> dict[str, torch.Tensor]:
+        """Allowed gaps of objects at rapidity differences ``dy`` [N, J] from the jets at
+        azimuths ``s_jets`` [N, J] (present: ``jets`` bool [N, J]), kept ``radius`` (a float or
+        [N, 1]) away."""
+        intervals = exclusion_intervals(s_jets, dy, jets, radius=radius, edge_width=self.jet_edge_width)
+        return gap_table(*intervals, edge_power=self.jet_edge_power)
+
     def _jet_gaps(self, s: torch.Tensor, y: torch.Tensor, present: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
         """Allowed gaps for jet slot ``k`` given the harder jets' azimuths ``s`` [B, >=k] (the
         parameterisation's (-pi, pi] angle to the first object + pi), rapidities ``y`` [B, J]
@@ -273,6 +322,8 @@ class Parameterisation:
             "jet_radius": self.jet_radius,
             **{k: getattr(self, k) for k in _TOLERANCES},
             **({} if self.mass_max is None else {"mass_max": list(self.mass_max)}),
+            **({} if self.isolation_radius is None
+               else {"isolation_radius": list(self.isolation_radius)}),
         }
 
     @classmethod
@@ -283,6 +334,8 @@ class Parameterisation:
             eta_max=tuple(float(v) for v in data["eta_max"]),  # type: ignore[arg-type]
             jet_radius=float(data["jet_radius"]),
             mass_max=tuple(float(v) for v in data["mass_max"]) if data.get("mass_max") else None,  # type: ignore[arg-type]
+            isolation_radius=(tuple(float(v) for v in data["isolation_radius"])  # type: ignore[arg-type]
+                              if data.get("isolation_radius") else None),
             **{k: type(getattr(cls, k))(data[k]) for k in _TOLERANCES if k in data},
         )
 
@@ -328,6 +381,13 @@ class Parameterisation:
                 if len(rows) == 0:
                     break
                 u, _ = to_unit(s_ref[rows, k], self._jet_gaps(s_ref[rows], y[rows], present[rows], k))
+                phi_par[rows, k] = torch.atanh((2.0 * u - 1.0) / (1.0 + self.phi_margin))
+            found = self._isolated_objects(present)
+            if found is not None:
+                rows, k, radius = found
+                dy = jet_rapidity(eta[rows, k], ratio_m[rows, k])[:, None] - y[rows]
+                gaps = self._object_gaps(s_ref[rows, :nj], dy, present[rows, :nj], radius)
+                u, _ = to_unit(s_ref[rows, k], gaps)
                 phi_par[rows, k] = torch.atanh((2.0 * u - 1.0) / (1.0 + self.phi_margin))
         slot_x = torch.stack([pt_par, eta_par, phi_par, mass_par], dim=-1)
         slot_present = present[..., None].expand(-1, -1, FEATURES_PER_SLOT).clone()
@@ -436,6 +496,14 @@ class Parameterisation:
                 s_dec[rows, k] = from_unit(unit[rows, k], gaps)
                 placed[rows] &= gaps["weight"].sum(dim=-1) > 0
             dphi = torch.cat([s_dec, dphi[:, nj:]], dim=1)
+            found = self._isolated_objects(present)
+            if found is not None:  # after every jet is placed
+                rows, k, radius = found
+                dy = jet_rapidity(eta[rows, k].double(), ratio_m[rows, k])[:, None] - y_jets[rows]
+                gaps = self._object_gaps(s_dec[rows], dy, present[rows, :nj], radius)
+                u_k = 0.5 * (torch.tanh(sx[rows, k, 2]) * (1.0 + self.phi_margin) + 1.0)
+                dphi[rows, k] = from_unit(u_k, gaps)
+                placed[rows[gaps["weight"].sum(dim=-1) <= 0]] = False
         phi = _wrap(phi_ref.double()[:, None] + dphi - math.pi)
         phi = torch.where(is_first, phi_ref.double()[:, None].expand_as(phi), phi)
         phi = phi.float().clamp(-_PI32_BELOW, _PI32_BELOW)
@@ -492,6 +560,36 @@ def _closest_jet_pairs(sp4: torch.Tensor, slot_types: torch.Tensor, n_jets: int,
     return dr.min(dim=1).values if dr.shape[1] else torch.full_like(e[:, 0], math.inf)
 
 
+def _nearest_jet(sp4: torch.Tensor, slot_types: torch.Tensor, n_jets: int, *,
+                 mass_floor: float) -> torch.Tensor:
+    """(y, phi) distance of every slot's object to its nearest jet, float64 [B, S] (inf for
+    absent objects and events without jets; y as :func:`_closest_jet_pairs` takes it)."""
+    e, pt, eta, phi = (v.double() for v in sp4.unbind(-1))
+    y = jet_rapidity(eta, (e / (pt.clamp_min(1e-9) * torch.cosh(eta)) - 1.0).clamp_min(mass_floor))
+    dp = (phi[:, :, None] - phi[:, None, :n_jets]).abs()
+    dp = torch.minimum(dp, 2 * math.pi - dp)
+    dr = torch.sqrt((y[:, :, None] - y[:, None, :n_jets]) ** 2 + dp * dp)
+    present = slot_types > 0
+    dr = torch.where(present[:, :, None] & present[:, None, :n_jets], dr, torch.full_like(dr, math.inf))
+    if n_jets == 0:
+        return torch.full_like(e, math.inf)
+    return dr.min(dim=2).values
+
+
+def objects_below_isolation(raw: RawBatch, par: Parameterisation) -> int:
+    """Number of electrons, muons and photons of ``raw`` (GeV) closer to a jet than their
+    group's ``isolation_radius``: with a quantile-fitted radius, the training objects that
+    are encoded at the radius (0 when isolation is not built in)."""
+    slots = par.isolated_slots()
+    if not slots:
+        return 0
+    lay = par.layout
+    types, p4 = sort_dark_machines(raw.types.long(), raw.p4)
+    slot_types, sp4, _ = lay.to_slots(types, p4.double())
+    near = _nearest_jet(sp4, slot_types, lay.jets, mass_floor=par.mass_floor)
+    return sum(int((near[:, k] < radius).sum()) for k, radius in slots)
+
+
 def jets_below_radius(raw: RawBatch, par: Parameterisation) -> int:
     """Number of events of ``raw`` (GeV) with two jets closer than ``par.jet_radius`` (in
     (y, phi) with ``jet_azimuth="allowed"``, else (eta, phi)): with a quantile-fitted radius,
@@ -515,6 +613,7 @@ def fit_parameterisation(
     radius_margin: float = 1e-3,
     radius_quantile: float = 0.0,
     mass_margin: float = 0.0,
+    isolation: bool = False,
     default_jet_radius: float = 0.4,
     default_pt_threshold: float = 10.0,
     default_eta_max: float = 2.5,
@@ -532,8 +631,12 @@ def fit_parameterisation(
     :func:`jets_below_radius`).  ``mass_margin`` m > 0 bounds the mass parameter:
     ``mass_max_g = m * max(m / pT)`` over the training objects of group g (their ratio
     E / (pT cosh eta) - 1 at least ``mass_floor``; groups absent from the data: 1e30); 0:
-    unbounded.  Groups absent from the data get ``default_pt_threshold`` (GeV) and
-    ``default_eta_max``.  ``tolerances``: the tolerance fields of :class:`Parameterisation`.
+    unbounded.  ``isolation`` (with ``jet_azimuth="allowed"``): ``isolation_radius_g`` =
+    the ``radius_quantile`` quantile of the (y, phi) distances of the training objects of
+    group g to their nearest jet, less ``radius_margin`` (0 for a group with no object next
+    to a jet); count the objects below with :func:`objects_below_isolation`.  Groups absent
+    from the data get ``default_pt_threshold`` (GeV) and ``default_eta_max``.
+    ``tolerances``: the tolerance fields of :class:`Parameterisation`.
     """
     types, p4 = sort_dark_machines(raw.types.long(), raw.p4)
     slot_types, sp4, _ = layout.to_slots(types, p4.double())
@@ -561,11 +664,21 @@ def fit_parameterisation(
         if len(closest):
             lowest = float(np.quantile(closest.numpy(), radius_quantile, method="lower"))
             radius = max(lowest - radius_margin, 0.0)
+    iso = None
+    if isolation and tolerances.get("jet_azimuth", "reference") == "allowed" and nj >= 2:
+        near = _nearest_jet(sp4, slot_types, nj, mass_floor=floor)
+        iso = [0.0]
+        for g in range(1, N_GROUPS):
+            d = near[group == g]
+            d = d[torch.isfinite(d)]
+            low = float(np.quantile(d.numpy(), radius_quantile, method="lower")) if len(d) else 0.0
+            iso.append(max(low - radius_margin, 0.0))
     return Parameterisation(
         layout=layout,
         pt_threshold=tuple(thr),  # type: ignore[arg-type]
         eta_max=tuple(emax),  # type: ignore[arg-type]
         jet_radius=radius,
         mass_max=tuple(kmax) if mass_margin > 0 else None,  # type: ignore[arg-type]
+        isolation_radius=None if iso is None else tuple(iso),  # type: ignore[arg-type]
         **tolerances,
     )
