@@ -151,25 +151,30 @@ def assert_jets_separated(model, ev: Events) -> None:
         assert (d >= radius).all(), (i, d.min(), radius)
 
 
+def object_jet_distances(ev: Events, i: int, codes: tuple[int, ...] = (3, 4, 5, 6, 7)) -> np.ndarray:
+    """(y, phi) distance of every object of type ``codes`` of event ``i`` to its nearest jet
+    (j or b), float64 [n] (empty without jets); y recomputed from the float32 E, pT, eta."""
+    p4 = ev.p4[i].astype(np.float64)
+    real = ev.types[i] > 0
+    y = np.arctanh(p4[:, 1] * np.sinh(p4[:, 2]) / np.where(real, p4[:, 0], 1.0))
+    jets = np.isin(ev.types[i], (1, 2))
+    objs = np.isin(ev.types[i], codes)
+    if not jets.any() or not objs.any():
+        return np.zeros(0)
+    dp = np.remainder(p4[objs, 3][:, None] - p4[jets, 3][None, :] + np.pi, 2 * np.pi) - np.pi
+    return np.sqrt((y[objs][:, None] - y[jets][None, :]) ** 2 + dp**2).min(axis=1)
+
+
 def assert_isolated(model, ev: Events) -> None:
     """Every electron, muon and photon of every event with jets at least its group's isolation
     radius from every jet, in (y, phi) (built in, in float64; 1e-4 slack for the rapidity
     recomputed from float32 values)."""
     radius = model.parameterisation.isolation_radius
     assert radius is not None
-    group = np.array([0, 0, 0, 1, 1, 2, 2, 3])
-    for i in range(len(ev)):
-        p4 = ev.p4[i].astype(np.float64)
-        real = ev.types[i] > 0
-        y = np.arctanh(p4[:, 1] * np.sinh(p4[:, 2]) / np.where(real, p4[:, 0], 1.0))
-        jets = np.isin(ev.types[i], (1, 2))
-        objs = real & ~jets
-        if not jets.any() or not objs.any():
-            continue
-        dp = np.remainder(p4[objs, 3][:, None] - p4[jets, 3][None, :] + np.pi, 2 * np.pi) - np.pi
-        d = np.sqrt((y[objs][:, None] - y[jets][None, :]) ** 2 + dp**2).min(axis=1)
-        need = np.asarray(radius)[group[ev.types[i][objs]]] - 1e-4
-        assert (d >= need).all(), (i, d, need)
+    for codes, g in (((3, 4), 1), ((5, 6), 2), ((7,), 3)):
+        for i in range(len(ev)):
+            d = object_jet_distances(ev, i, codes)
+            assert (d >= radius[g] - 1e-4).all(), (i, codes, d, radius[g])
 
 
 def fitted_flow(events: Events, settings: dict, *, seed: int = 0):

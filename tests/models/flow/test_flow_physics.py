@@ -10,7 +10,7 @@ from fastmc.data.batch import RawBatch
 from fastmc.events import Events
 from fastmc.models.flow.physics import SlotLayout, fit_parameterisation
 from fastmc.models.flow.structure import PatternDistribution
-from modelhelpers import jet_pair_distances
+from modelhelpers import jet_pair_distances, object_jet_distances
 
 SQSQ = "sqsq1_sq1400_neut800_chan1.csv"
 
@@ -244,18 +244,6 @@ def test_quantile_radius_encodes_the_few_closer_pairs_at_the_radius(real_events:
         assert d.min() == pytest.approx(par.jet_radius, abs=1e-5)
 
 
-def _object_jet_distances(ev: Events, i: int, codes: tuple[int, ...]) -> np.ndarray:
-    """(y, phi) distance of every object of ``codes`` of event ``i`` to its nearest jet [n]."""
-    p4 = ev.p4[i].astype(np.float64)
-    y = np.arctanh(p4[:, 1] * np.sinh(p4[:, 2]) / np.where(p4[:, 0] > 0, p4[:, 0], 1.0))
-    jets = np.isin(ev.types[i], (1, 2))
-    objs = np.isin(ev.types[i], codes)
-    if not jets.any() or not objs.any():
-        return np.zeros(0)
-    dp = np.remainder(p4[objs, 3][:, None] - p4[jets, 3][None, :] + np.pi, 2 * np.pi) - np.pi
-    return np.sqrt((y[objs][:, None] - y[jets][None, :]) ** 2 + dp**2).min(axis=1)
-
-
 def test_isolation_keeps_every_decoded_lepton_and_photon_off_the_jets(real_events: Events) -> None:
     """With ``isolation`` the electrons and photons of any decoded vector are at least their
     group's radius (about the detector's R = 0.6: a jet holding one is dropped) from every jet;
@@ -282,10 +270,10 @@ def test_isolation_keeps_every_decoded_lepton_and_photon_off_the_jets(real_event
     n_checked, inside_before = 0, 0
     for i in range(len(ev)):
         for codes, radius in (((3, 4), iso[1]), ((5, 6), iso[2]), ((7,), iso[3])):
-            d = _object_jet_distances(ev, i, codes)
+            d = object_jet_distances(ev, i, codes)
             assert (d >= radius - 1e-4).all(), (i, codes, d, radius)
             n_checked += len(d)
-        inside_before += int((_object_jet_distances(ev0, i, (3, 4)) < iso[1]).sum())
+        inside_before += int((object_jet_distances(ev0, i, (3, 4)) < iso[1]).sum())
     assert n_checked > 500 and inside_before > 20
 
 
@@ -306,5 +294,5 @@ def test_quantile_isolation_encodes_the_few_closer_objects_at_the_radius(real_ev
              if not np.allclose(back.p4[i], real_events.p4[i], rtol=2e-5, atol=1e-5)]
     assert 0 < len(moved) <= below + jets_below_radius(raw, par)
     for i in moved:
-        d = _object_jet_distances(back, i, (5, 6))
+        d = object_jet_distances(back, i, (5, 6))
         assert (d >= par.isolation_radius[2] - 1e-4).all()

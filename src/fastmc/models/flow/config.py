@@ -64,8 +64,8 @@ class FlowConfig:
     radius_quantile : float   jet_azimuth "allowed" only: the smallest training dR above is
                               the radius_quantile quantile of the events' closest jet pairs
                               (1e-3; the minimum below 1,000 events), so that the few pairs
-                              the detector smeared below R do not lower it: 0.603 on 95k ttbar
-                              and 0.596 on 100k stop_02 events, the detector's R = 0.6, where
+                              the detector smeared below R do not lower it: 0.602 on 95k ttbar
+                              and 0.595 on 95k stop_02 events, the detector's R = 0.6, where
                               the minimum gives 0.550 and 1e-4 (the default of session 4)
                               0.590 and 0.565, and a flow trained at 0.565 put 2.9% of its
                               stop_02 events within [0.565, 0.6) against 0.1% in Monte Carlo;

@@ -542,15 +542,22 @@ def _ratio_of(k: torch.Tensor, eta: torch.Tensor) -> torch.Tensor:
     return x2 / (torch.sqrt(1.0 + x2) + 1.0)
 
 
+def _slot_rapidity(sp4: torch.Tensor, mass_floor: float) -> torch.Tensor:
+    """Rapidity y of slot four-vectors ``sp4`` [..., 4] (GeV), float64, from E / (pT cosh eta) - 1
+    floored at ``mass_floor`` as the parameterisation stores it."""
+    e, pt, eta, _ = (v.double() for v in sp4.unbind(-1))
+    return jet_rapidity(eta, (e / (pt.clamp_min(1e-9) * torch.cosh(eta)) - 1.0).clamp_min(mass_floor))
+
+
 def _closest_jet_pairs(sp4: torch.Tensor, slot_types: torch.Tensor, n_jets: int, *,
                        rapidity: bool, mass_floor: float) -> torch.Tensor:
     """dR of the closest pair of jets per event, float64 [B] (inf with fewer than two jets),
     from slot four-vectors ``sp4`` [B, S, 4] (GeV; jets in the first ``n_jets`` slots); in
     (y, phi) with ``rapidity`` (y from E / (pT cosh eta) - 1 floored at ``mass_floor``, as
     the parameterisation stores it), else (eta, phi)."""
-    e, pt, eta, phi = (v[:, :n_jets].double() for v in sp4.unbind(-1))
+    e, _, eta, phi = (v[:, :n_jets].double() for v in sp4.unbind(-1))
     if rapidity:
-        eta = jet_rapidity(eta, (e / (pt.clamp_min(1e-9) * torch.cosh(eta)) - 1.0).clamp_min(mass_floor))
+        eta = _slot_rapidity(sp4[:, :n_jets], mass_floor)
     i, k = torch.triu_indices(n_jets, n_jets, 1, device=eta.device)
     dp = (phi[:, k] - phi[:, i]).abs()
     dp = torch.minimum(dp, 2 * math.pi - dp)
@@ -563,16 +570,16 @@ def _closest_jet_pairs(sp4: torch.Tensor, slot_types: torch.Tensor, n_jets: int,
 def _nearest_jet(sp4: torch.Tensor, slot_types: torch.Tensor, n_jets: int, *,
                  mass_floor: float) -> torch.Tensor:
     """(y, phi) distance of every slot's object to its nearest jet, float64 [B, S] (inf for
-    absent objects and events without jets; y as :func:`_closest_jet_pairs` takes it)."""
-    e, pt, eta, phi = (v.double() for v in sp4.unbind(-1))
-    y = jet_rapidity(eta, (e / (pt.clamp_min(1e-9) * torch.cosh(eta)) - 1.0).clamp_min(mass_floor))
+    absent objects and events without jets; y from :func:`_slot_rapidity`)."""
+    phi = sp4[..., 3].double()
+    if n_jets == 0:
+        return torch.full_like(phi, math.inf)
+    y = _slot_rapidity(sp4, mass_floor)
     dp = (phi[:, :, None] - phi[:, None, :n_jets]).abs()
     dp = torch.minimum(dp, 2 * math.pi - dp)
     dr = torch.sqrt((y[:, :, None] - y[:, None, :n_jets]) ** 2 + dp * dp)
     present = slot_types > 0
     dr = torch.where(present[:, :, None] & present[:, None, :n_jets], dr, torch.full_like(dr, math.inf))
-    if n_jets == 0:
-        return torch.full_like(e, math.inf)
     return dr.min(dim=2).values
 
 
