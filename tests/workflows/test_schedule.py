@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from fastmc.errors import ConfigError
+from fastmc.workflows.resume import resume_settings, schedule_note
 from fastmc.workflows.schedule import WeightAverage, learning_rate
 from fastmc.workflows.train_config import TrainConfig
 from fastmc.workflows.train_store import train_from_store
@@ -79,7 +80,7 @@ def run(store: Path, out: Path, *, resume: bool = False, **kw) -> object:
 
 
 def test_cosine_and_average_in_training_resume_exactly(tiny_store: Path, tmp_path: Path) -> None:
-    kw = {"lr_schedule": "cosine", "ema": 0.9, "lr": 3e-3}
+    kw = {"lr_schedule": "cosine", "ema": 0.9, "lr": 3e-3, "weight_decay": 0.01}
     full = run(tiny_store, tmp_path / "full", **kw)
     # the last batch of epoch e has done 3e - 1 of the 9 batches
     assert [h["lr"] for h in full.history] == pytest.approx(
@@ -107,3 +108,37 @@ def test_average_is_what_is_kept(tiny_store: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="ema"):  # a run stored without it resumes without it
         train_from_store(tiny_store, tmp_path / "plain", config={"epochs": 2, "ema": 0.9},
                          resume=True)
+
+
+def test_raising_the_epochs_of_a_cosine_run_is_a_warm_restart(tiny_store: Path,
+                                                               tmp_path: Path) -> None:
+    out = tmp_path / "m"
+    run(tiny_store, out, lr_schedule="cosine", lr=2e-3, epochs=2)  # ends at rate 2e-3 (1 + cos 5pi/6) / 2
+    _, _, same = resume_settings(out, config={"epochs": 2})
+    assert schedule_note(out, same) is None
+    _, _, tc = resume_settings(out, config={"epochs": 4})
+    note = schedule_note(out, tc)
+    assert note is not None and "over 4 epochs instead of 2" in note and "warm restart" in note
+    assert "epoch 3 starts at 0.001 " in note  # half way along the 4-epoch cosine: lr / 2
+    res = train_from_store(tiny_store, out, config={"epochs": 4}, resume=True)
+    # the last batch of epoch 3 has done 8 of the 12 batches of the new schedule
+    assert res.history[2]["lr"] == pytest.approx(1e-3 * (1 + math.cos(math.pi * 8 / 12)))
+    run(tiny_store, tmp_path / "c", epochs=1)  # a constant rate has nothing to restart
+    _, _, const = resume_settings(tmp_path / "c", config={"epochs": 3})
+    assert schedule_note(tmp_path / "c", const) is None
+
+
+def test_weight_decay_shrinks_the_weights(tiny_store: Path, tmp_path: Path) -> None:
+    """AdamW's decoupled decay: at lr 0.05 and decay 0.9 each of the 6 steps multiplies every
+    weight by 0.955 before Adam's step (0.76 in all), so the weights end clearly smaller than
+    the same run's without decay (Adam)."""
+    def norm(out: Path) -> float:
+        w = load_file(out / "weights.safetensors")
+        return sum(float(v.double().square().sum()) for k, v in w.items()
+                   if v.is_floating_point() and "weight" in k) ** 0.5
+
+    run(tiny_store, tmp_path / "adam", lr=0.05, epochs=2)
+    run(tiny_store, tmp_path / "adamw", lr=0.05, epochs=2, weight_decay=0.9)
+    assert norm(tmp_path / "adamw") < 0.9 * norm(tmp_path / "adam")
+    with pytest.raises(ConfigError, match="weight_decay"):
+        TrainConfig(weight_decay=-1.0)

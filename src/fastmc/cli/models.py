@@ -146,6 +146,10 @@ def train_cmd(
         None, "--lr-schedule", metavar="NAME", help="constant, or cosine: the rate falls from --lr to 0 over "
         "--epochs (default constant; the flow trains better with cosine, docs/results.md)."
     ),
+    weight_decay: float | None = typer.Option(
+        None, "--weight-decay", metavar="WD", help="Decoupled weight decay (AdamW; e.g. 0.01) "
+        "against overfitting small training sets (default 0: Adam)."
+    ),
     ema: float | None = typer.Option(
         None, "--ema", metavar="DECAY", help="Decay of a moving average of the weights "
         "(e.g. 0.999): validated and saved instead of the last weights (default 0: off)."
@@ -188,7 +192,7 @@ def train_cmd(
     from fastmc.config import from_dict
     from fastmc.models.base import get_model
     from fastmc.models.modeldir import ModelDir
-    from fastmc.workflows.resume import resume_settings
+    from fastmc.workflows.resume import resume_settings, schedule_note
     from fastmc.workflows.train_config import TrainConfig, load_yaml_config
     from fastmc.workflows.train_store import train_from_store
 
@@ -209,13 +213,16 @@ def train_cmd(
         model_cfg = _model_settings(spec, data, set_, shorthands)
         asked = _train_settings(data, set_, {
             "epochs": epochs, "batch_size": batch_size, "batches_per_epoch": batches_per_epoch,
-            "lr": lr, "lr_schedule": lr_schedule, "ema": ema,
+            "lr": lr, "lr_schedule": lr_schedule, "ema": ema, "weight_decay": weight_decay,
             "patience": patience, "max_minutes": max_minutes, "device": device,
             "seed": seed, "process": process,
         })
         if resume:  # the stored run wins; a flag that differs from it is an error
             _, _, tc = resume_settings(output, model_name=asked_name, model_config=model_cfg,
                                        config=asked)
+            note = schedule_note(output, tc)
+            if note and main_rank:
+                console.print(f"[yellow]note[/]: {note}", highlight=False)
         else:
             tc = from_dict(TrainConfig, asked)
         if not resume and ModelDir(output).has_checkpoint():

@@ -18,7 +18,7 @@ from fastmc.models.base import get_model
 from fastmc.models.modeldir import CONFIG_FILE, ModelDir
 from fastmc.workflows.train_config import TrainConfig
 
-__all__ = ["ResumeConflictError", "resume_settings"]
+__all__ = ["ResumeConflictError", "resume_settings", "schedule_note"]
 
 #: Settings that do not change what a run computes, so a resumed run may change them.
 RESUMABLE = ("device", "max_minutes")
@@ -83,3 +83,27 @@ def resume_settings(
         elif _differs(value, stored.get(key)):
             raise conflict(key, value, stored.get(key))
     return desc["model"], stored_model, from_dict(TrainConfig, stored, source=str(where))
+
+
+def schedule_note(model_dir: str | os.PathLike[str], config: TrainConfig) -> str | None:
+    """What a raised epoch limit does to the stored run's cosine rate, or None.
+
+    The cosine rate is a function of the epoch limit (:func:`~fastmc.workflows.schedule.
+    learning_rate`), so resuming with ``--epochs`` above the stored limit moves the rate of the
+    next batch back up: a warm restart.  ``config`` is the resumed run's (from
+    :func:`resume_settings`).  None when nothing changes (constant rate, same limit).
+    """
+    from fastmc.workflows.schedule import learning_rate
+
+    mdir = ModelDir(model_dir)
+    stored = int((mdir.read_config().get("train_config") or {}).get("epochs", config.epochs))
+    if config.lr_schedule != "cosine" or config.epochs == stored:
+        return None
+    done = int(mdir.read_checkpoint_status()["epoch"])
+    kw = {"lr": config.lr, "schedule": "cosine", "batches_per_epoch": config.batches_per_epoch,
+          "lr_min": config.lr_min, "epoch": done + 1, "step": 1}
+    old = learning_rate(epochs=stored, **kw) if done < stored else config.lr_min
+    new = learning_rate(epochs=config.epochs, **kw)
+    return (f"the cosine learning rate now runs over {config.epochs} epochs instead of {stored}: "
+            f"epoch {done + 1} starts at {new:.3g} (the stored schedule: {old:.3g})"
+            + ("; a warm restart" if new > old else ""))

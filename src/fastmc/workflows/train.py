@@ -308,7 +308,8 @@ def _train(
     device = resolve_device(distributed.rank_device(config.device, ctx))
     model.to(device).train()
     loss_fn = accel.loss_function(model, ctx, device)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    opt = (torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+           if config.weight_decay > 0 else torch.optim.Adam(model.parameters(), lr=config.lr))
     average = WeightAverage(model, decay=config.ema) if config.ema > 0 else None
     state = _resume(mdir, model, opt, device, average) if resume else _Progress()
     if resume:  # the stored settings, with an explicitly raised epoch limit

@@ -43,6 +43,10 @@ class TrainConfig:
                                reaches lr_min, and resuming with a raised --epochs stretches
                                the rest of the schedule)
     lr_min : float             the cosine schedule's last rate (0)
+    weight_decay : float       0 (default: Adam) or the decoupled weight decay of AdamW
+                               (e.g. 0.01: every step shrinks each weight by lr x
+                               weight_decay of itself, a regulariser against overfitting
+                               small training sets)
     ema : float                0 (default) or the decay of an exponential moving average of
                                the weights, updated after every batch (e.g. 0.999); the
                                validation loss, the saved best weights and early stopping
@@ -71,6 +75,7 @@ class TrainConfig:
     lr: float = setting(1e-3, gt=0, lt=10)
     lr_schedule: Literal["constant", "cosine"] = "constant"
     lr_min: float = setting(0.0, ge=0, lt=10)
+    weight_decay: float = setting(0.0, ge=0, lt=1)
     ema: float = setting(0.0, ge=0, lt=1)
     seed: int = setting(0, ge=0)
     device: str = "auto"

@@ -200,7 +200,32 @@ def test_saved_config_fills_the_old_defaults_only_where_missing() -> None:
     when config.json lacks them; a value written in config.json is kept."""
     old = FlowModel.saved_config({"mode": "coupling"})
     assert old == {"mode": "coupling", "jet_azimuth": "reference", "canonical_eta_sign": False,
-                   "object_isolation": False}
-    settings = {"jet_azimuth": "allowed", "canonical_eta_sign": True, "object_isolation": True}
+                   "object_isolation": False, "reflect_augment": False}
+    # session 5's models fitted the muons' radius at radius_quantile
+    assert FlowModel.saved_config({"radius_quantile": 1e-3})["muon_isolation_quantile"] == 1e-3
+    settings = {"jet_azimuth": "allowed", "canonical_eta_sign": True, "object_isolation": True,
+                "reflect_augment": True, "radius_quantile": 1e-3, "muon_isolation_quantile": 0.02}
     assert FlowModel.saved_config(settings) == settings
     assert build_model("flow", {}).config.canonical_eta_sign  # the default of new models
+
+
+def test_reflect_augment_trains_on_the_reflected_events(real_events: Events) -> None:
+    """reflect_augment: in training mode the loss is that of the events reflected phi -> -phi
+    where the generator's first draw says so (the same draws replayed by hand); in evaluation
+    mode nothing is reflected."""
+    from fastmc.models.flow.symmetry import reflect_events
+
+    raw = RawBatch.from_events(real_events[:300])
+    model = fitted_flow(real_events, {**TINY, "mode": "coupling", "max_jets": 14, "reflect_augment": True})
+    model.train()
+    with torch.no_grad():
+        loss, _ = model.training_loss(raw, generator=torch.Generator().manual_seed(7))
+    replay = torch.Generator().manual_seed(7)
+    flip = torch.rand(len(raw), generator=replay) < 0.5
+    assert 0 < int(flip.sum()) < len(raw)
+    model.eval()
+    with torch.no_grad():
+        by_hand, _ = model.training_loss(reflect_events(raw, flip), generator=replay)
+        plain, _ = model.training_loss(raw, generator=torch.Generator().manual_seed(7))
+    torch.testing.assert_close(loss, by_hand)
+    assert abs(plain.item() - loss.item()) > 1e-4

@@ -1,4 +1,5 @@
-"""The training-data mirror of the flow: (eta, phi, METphi) -> (-eta, -phi, -METphi)."""
+"""The training-data symmetries of the flow: the mirror (eta, phi, METphi) -> (-eta, -phi,
+-METphi) and the reflection (phi, METphi) -> (-phi, -METphi)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 import torch
 
 from fastmc.data.batch import RawBatch
-from fastmc.models.flow.symmetry import mirror_events
+from fastmc.models.flow.symmetry import mirror_events, reflect_events
 
 
 def _batch(n: int = 4000) -> RawBatch:
@@ -44,4 +45,26 @@ def test_mirror_flips_exactly_the_chosen_events_and_keeps_everything_else():
     torch.testing.assert_close(dr(out.p4), dr(raw.p4))
     # twice is the identity (phi = pi maps to pi, not -pi)
     back = mirror_events(out, choose)
+    assert torch.equal(back.p4, raw.p4) and torch.equal(back.met_phi, raw.met_phi)
+
+
+def test_reflection_flips_only_the_azimuths_of_the_chosen_events():
+    raw = _batch()
+    choose = torch.rand(len(raw), generator=torch.Generator().manual_seed(1)) < 0.5
+    out = reflect_events(raw, choose)
+    assert torch.equal(out.p4[..., :3], raw.p4[..., :3])  # E, pT, eta untouched
+    inner = raw.p4[:, 1:3, 3].abs() < math.pi - 1e-3  # away from the edge
+    changed = (out.p4[:, 1:3, 3] != raw.p4[:, 1:3, 3]) & inner
+    assert torch.equal(changed.any(1), choose & inner.any(1))
+    torch.testing.assert_close(out.p4[choose][:, 1:3, 3], -raw.p4[choose][:, 1:3, 3])
+    phi = out.p4[..., 3]
+    assert bool(((phi > -math.pi) & (phi <= math.pi)).all())
+    assert torch.equal(out.met_phi, raw.met_phi)  # pi reflects to pi
+    assert not torch.signbit(out.p4[:, 3:]).any()
+    def dr(p, i, j):
+        dphi = torch.remainder(p[:, i, 3] - p[:, j, 3] + math.pi, 2 * math.pi) - math.pi
+        return torch.hypot(p[:, i, 2] - p[:, j, 2], dphi)
+    for i, j in ((0, 1), (1, 2)):
+        torch.testing.assert_close(dr(out.p4, i, j), dr(raw.p4, i, j))
+    back = reflect_events(out, choose)
     assert torch.equal(back.p4, raw.p4) and torch.equal(back.met_phi, raw.met_phi)

@@ -8,6 +8,7 @@ import torch
 
 from fastmc.data.batch import RawBatch
 from fastmc.events import Events
+from fastmc.kinematics import sort_dark_machines
 from fastmc.models.flow.physics import SlotLayout, fit_parameterisation
 from fastmc.models.flow.structure import PatternDistribution
 from modelhelpers import jet_pair_distances, object_jet_distances
@@ -296,3 +297,28 @@ def test_quantile_isolation_encodes_the_few_closer_objects_at_the_radius(real_ev
     for i in moved:
         d = object_jet_distances(back, i, (5, 6))
         assert (d >= par.isolation_radius[2] - 1e-4).all()
+
+
+def test_muon_isolation_quantile_sets_the_muon_radius_only(real_events: Events) -> None:
+    """``muon_isolation_quantile`` replaces ``radius_quantile`` for the muons' radius: it is
+    that quantile of the muons' distances to their nearest jet (counted below), and the jet,
+    electron and photon radii stay those of ``radius_quantile``."""
+    from fastmc.models.flow.physics import _nearest_jet, objects_below_isolation
+
+    raw = RawBatch.from_events(real_events)
+    kw = {"jet_azimuth": "allowed", "isolation": True, "radius_quantile": 1e-3}
+    base = fit_parameterisation(raw, LAYOUT, **kw)
+    mu = fit_parameterisation(raw, LAYOUT, muon_isolation_quantile=0.05, **kw)
+    assert mu.isolation_radius[2] > base.isolation_radius[2] + 0.1
+    assert (mu.isolation_radius[0], mu.isolation_radius[1], mu.isolation_radius[3]) == (
+        base.isolation_radius[0], base.isolation_radius[1], base.isolation_radius[3])
+    assert mu.jet_radius == base.jet_radius
+    types, p4 = sort_dark_machines(raw.types.long(), raw.p4)
+    slot_types, sp4, _ = LAYOUT.to_slots(types, p4.double())
+    near = _nearest_jet(sp4, slot_types, LAYOUT.jets, mass_floor=1e-6)
+    d = near[torch.isin(slot_types, torch.tensor([5, 6]))]
+    d = d[torch.isfinite(d)].numpy()
+    assert mu.isolation_radius[2] == pytest.approx(np.quantile(d, 0.05, method="lower") - 1e-3)
+    below = objects_below_isolation(raw, mu) - objects_below_isolation(raw, base)
+    assert below == int((d < mu.isolation_radius[2]).sum()) - int((d < base.isolation_radius[2]).sum())
+    assert below >= 0.04 * len(d) - 1

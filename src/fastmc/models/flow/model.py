@@ -47,7 +47,8 @@ ranges, phi ranges, E >= pT cosh(eta) and the Dark Machines order hold by constr
 (eta, phi) -> (-eta, -phi) symmetry enters once: through the parameterisation
 (``canonical_eta_sign``, the default: the orientation of each generated event drawn
 uniformly) or, with ``canonical_eta_sign: false``, as training-data augmentation
-(``augment``).
+(``augment``).  The reflection phi -> -phi, also exact, enters as training-data augmentation
+with ``reflect_augment``.
 
 Modes (recorded in the model directory's ``config.json``):
 
@@ -92,7 +93,7 @@ from fastmc.models.flow.physics import (
     objects_below_isolation,
 )
 from fastmc.models.flow.structure import PatternDistribution
-from fastmc.models.flow.symmetry import mirror_events
+from fastmc.models.flow.symmetry import mirror_events, reflect_events
 from fastmc.points import ProcessSpace
 
 __all__ = ["FlowConfig", "FlowModel"]
@@ -177,12 +178,15 @@ class FlowModel(GenerativeModel):
     def saved_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
         """Settings whose default changed, as models saved before the change used them: the
         plain azimuth (``jet_azimuth: reference``), the mirror as augmentation
-        (``canonical_eta_sign: false``) and no isolation from jets (``object_isolation:
-        false``)."""
+        (``canonical_eta_sign: false``), no isolation from jets (``object_isolation:
+        false``), no reflection augmentation and the muons' radius at ``radius_quantile``."""
         out = dict(config)
         out.setdefault("jet_azimuth", "reference")
         out.setdefault("canonical_eta_sign", False)
         out.setdefault("object_isolation", False)
+        out.setdefault("reflect_augment", False)
+        if "radius_quantile" in out:
+            out.setdefault("muon_isolation_quantile", out["radius_quantile"])
         return out
 
     # ------------------------------------------------------------------ fitted state
@@ -220,6 +224,7 @@ class FlowModel(GenerativeModel):
             radius_quantile=c.radius_quantile if c.jet_azimuth == "allowed" else 0.0,
             mass_margin=c.mass_margin,
             isolation=c.object_isolation,
+            muon_isolation_quantile=c.muon_isolation_quantile,
             default_jet_radius=c.default_jet_radius,
             default_pt_threshold=c.default_pt_threshold,
             default_eta_max=c.default_eta_max,
@@ -400,12 +405,17 @@ class FlowModel(GenerativeModel):
         dimension, part ``"cfm_mse"``, :func:`fastmc.models.flow.matching.cfm_loss`).
 
         With ``augment`` (in training mode, without ``canonical_eta_sign``), each event is
-        mirrored (eta, phi) -> (-eta, -phi) with probability 1/2 before encoding.
+        mirrored (eta, phi) -> (-eta, -phi) with probability 1/2 before encoding; with
+        ``reflect_augment`` (in training mode) each is then reflected phi -> -phi with
+        probability 1/2.
         """
         self._require_fitted()
         if self.config.augment and self.training and not self.config.canonical_eta_sign:
             flip = torch.rand(len(raw), generator=generator, device=raw.device) < 0.5
             raw = mirror_events(raw, flip)
+        if self.config.reflect_augment and self.training:
+            flip = torch.rand(len(raw), generator=generator, device=raw.device) < 0.5
+            raw = reflect_events(raw, flip)
         enc = self.parameterisation.encode(raw)
         x, present = enc["x"], enc["present"]
         dev = x.device

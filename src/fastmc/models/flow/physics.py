@@ -91,6 +91,7 @@ __all__ = [
 ]
 
 N_GROUPS = 4  # jets, electrons, muons, photons
+_MUONS = 2  # the muons' group
 EVENT_FEATURES = 2  # log MET, MET phi
 _PI32_BELOW = float(np.nextafter(np.float32(np.pi), np.float32(0)))  # largest float32 < pi
 _TOLERANCES = (
@@ -621,6 +622,7 @@ def fit_parameterisation(
     radius_quantile: float = 0.0,
     mass_margin: float = 0.0,
     isolation: bool = False,
+    muon_isolation_quantile: float | None = None,
     default_jet_radius: float = 0.4,
     default_pt_threshold: float = 10.0,
     default_eta_max: float = 2.5,
@@ -641,7 +643,8 @@ def fit_parameterisation(
     unbounded.  ``isolation`` (with ``jet_azimuth="allowed"``): ``isolation_radius_g`` =
     the ``radius_quantile`` quantile of the (y, phi) distances of the training objects of
     group g to their nearest jet, less ``radius_margin`` (0 for a group with no object next
-    to a jet); count the objects below with :func:`objects_below_isolation`.  Groups absent
+    to a jet; muons: the ``muon_isolation_quantile`` quantile when given); count the objects
+    below with :func:`objects_below_isolation`.  Groups absent
     from the data get ``default_pt_threshold`` (GeV) and ``default_eta_max``.
     ``tolerances``: the tolerance fields of :class:`Parameterisation`.
     """
@@ -678,7 +681,9 @@ def fit_parameterisation(
         for g in range(1, N_GROUPS):
             d = near[group == g]
             d = d[torch.isfinite(d)]
-            low = float(np.quantile(d.numpy(), radius_quantile, method="lower")) if len(d) else 0.0
+            q = (muon_isolation_quantile if g == _MUONS and muon_isolation_quantile is not None
+                 else radius_quantile)
+            low = float(np.quantile(d.numpy(), q, method="lower")) if len(d) else 0.0
             iso.append(max(low - radius_margin, 0.0))
     return Parameterisation(
         layout=layout,

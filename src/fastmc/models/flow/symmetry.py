@@ -8,6 +8,11 @@ One mechanism per model (:class:`~fastmc.models.flow.config.FlowConfig`):
   parameter times the sign s of that eta; the first object's eta parameter a = atanh(|eta| /
   eta_max) >= 0 as log a), and generation draws s uniformly, so generated samples are exactly
   symmetric.
+
+A second exact symmetry, the reflection phi -> -phi (a mirror through a plane that holds the
+beam; parity composed with a rotation about the y axis: a distribution of momenta and charges can
+only break it through a triple product, which needs CP violation or absorptive phases), enters
+as augmentation when asked (``reflect_augment``): :func:`reflect_events`.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import torch
 from fastmc.data.batch import RawBatch
 from fastmc.kinematics import wrap_angle
 
-__all__ = ["FEATURES_PER_SLOT", "mirror_events", "orient"]
+__all__ = ["FEATURES_PER_SLOT", "mirror_events", "orient", "reflect_events"]
 
 FEATURES_PER_SLOT = 4  # pT, eta, phi, mass parameters per slot (physics.py uses this one)
 
@@ -33,6 +38,16 @@ def mirror_events(raw: RawBatch, flip: torch.Tensor) -> RawBatch:
 
     p4 = raw.p4.clone()
     p4[..., 2] = p4[..., 2] * sign[:, None] + 0.0  # + 0.0 turns -0.0 (padding) into 0.0
+    p4[..., 3] = wrap_angle(p4[..., 3] * sign[:, None] + 0.0)
+    return dataclasses.replace(raw, p4=p4, met_phi=wrap_angle(raw.met_phi * sign + 0.0))
+
+
+def reflect_events(raw: RawBatch, flip: torch.Tensor) -> RawBatch:
+    """Events reflected phi -> -phi (and MET phi -> -MET phi) where ``flip`` (bool [B]) is set;
+    the others unchanged.  pT, E, eta, the order and every dR and mass are unchanged; phi stays
+    in (-pi, pi]."""
+    sign = torch.where(flip, -1.0, 1.0).to(raw.p4.dtype)
+    p4 = raw.p4.clone()
     p4[..., 3] = wrap_angle(p4[..., 3] * sign[:, None] + 0.0)
     return dataclasses.replace(raw, p4=p4, met_phi=wrap_angle(raw.met_phi * sign + 0.0))
 
