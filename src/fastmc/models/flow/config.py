@@ -121,8 +121,9 @@ class FlowConfig:
                               reflection phi -> -phi (fastmc.models.flow.symmetry), with
                               probability 1/2 per event, with either form of the first (True
                               since session 6 of issue 13: whole-event AUC 0.677 -> 0.659 on
-                              19k ttbar events, 0.677 -> 0.657 on the real sqsq1 file; models
-                              saved before load as false, which only matters if resumed)
+                              19k ttbar events, 0.677 -> 0.657 on the real sqsq1 file, 0.626
+                              -> 0.624 at 95k; models saved before load as false, which only
+                              matters if resumed)
     max_draw_factor : float   rejection gives up (error) after drawing this many times the
                               requested events (+1000) without enough events whose jets are
                               all separated by the jet radius (20)
