@@ -29,27 +29,30 @@ __all__ = ["FEATURES_PER_SLOT", "mirror_events", "orient", "reflect_events"]
 FEATURES_PER_SLOT = 4  # pT, eta, phi, mass parameters per slot (physics.py uses this one)
 
 
+def _negate(raw: RawBatch, flip: torch.Tensor, columns: tuple[int, ...]) -> RawBatch:
+    """``raw`` with the p4 ``columns`` (2 = eta, 3 = phi) and, with phi, the MET phi negated
+    where ``flip`` (bool [B]) is set; angles wrapped back into (-pi, pi]."""
+    sign = torch.where(flip, -1.0, 1.0).to(raw.p4.dtype)
+    p4 = raw.p4.clone()
+    for c in columns:  # + 0.0 turns -0.0 (padding) into 0.0
+        p4[..., c] = p4[..., c] * sign[:, None] + 0.0
+    p4[..., 3] = wrap_angle(p4[..., 3])
+    return dataclasses.replace(raw, p4=p4, met_phi=wrap_angle(raw.met_phi * sign + 0.0))
+
+
 def mirror_events(raw: RawBatch, flip: torch.Tensor) -> RawBatch:
     """Events rotated by pi about the x axis, (eta, phi, MET phi) -> (-eta, -phi, -MET phi),
     where ``flip`` (bool [B]) is set; the others unchanged.  An exact symmetry of pp
     collisions (training-data augmentation).  pT, E, the order and every dR are unchanged;
     phi stays in (-pi, pi]."""
-    sign = torch.where(flip, -1.0, 1.0).to(raw.p4.dtype)
-
-    p4 = raw.p4.clone()
-    p4[..., 2] = p4[..., 2] * sign[:, None] + 0.0  # + 0.0 turns -0.0 (padding) into 0.0
-    p4[..., 3] = wrap_angle(p4[..., 3] * sign[:, None] + 0.0)
-    return dataclasses.replace(raw, p4=p4, met_phi=wrap_angle(raw.met_phi * sign + 0.0))
+    return _negate(raw, flip, (2, 3))
 
 
 def reflect_events(raw: RawBatch, flip: torch.Tensor) -> RawBatch:
     """Events reflected phi -> -phi (and MET phi -> -MET phi) where ``flip`` (bool [B]) is set;
     the others unchanged.  pT, E, eta, the order and every dR and mass are unchanged; phi stays
     in (-pi, pi]."""
-    sign = torch.where(flip, -1.0, 1.0).to(raw.p4.dtype)
-    p4 = raw.p4.clone()
-    p4[..., 3] = wrap_angle(p4[..., 3] * sign[:, None] + 0.0)
-    return dataclasses.replace(raw, p4=p4, met_phi=wrap_angle(raw.met_phi * sign + 0.0))
+    return _negate(raw, flip, (3,))
 
 
 def orient(
