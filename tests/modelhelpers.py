@@ -34,7 +34,10 @@ TINY_MATCHING = {"mode": "matching", "cfm_dim": 16, "cfm_layers": 1, "cfm_heads"
 
 #: Further (registry name, settings) cases of the model contract: modes of a family whose
 #: network differs (a registered name runs with TINY_CONFIGS under its own name).
-MODEL_VARIANTS = {"flow-matching": ("flow", TINY_MATCHING)}
+MODEL_VARIANTS = {
+    "flow-matching": ("flow", TINY_MATCHING),
+    "flow-coupling-linear": ("flow", {**TINY_CONFIGS["flow"], "mode": "coupling", "linear_mixing": True}),
+}
 
 
 def make_events(n: int, seed: int = 0, process: str = "proc") -> Events:

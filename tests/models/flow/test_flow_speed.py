@@ -59,12 +59,16 @@ def test_split_spline_inverse_matches_zuko_on_random_inputs(bins: int, fusable: 
     )
 
 
-@pytest.mark.parametrize("mode", ["coupling", "autoregressive"])
+@pytest.mark.parametrize("mode", ["coupling", "autoregressive", "coupling-linear", "coupling-kinematic"])
 def test_fast_inverse_matches_zuko_flow_inverse(real_events: Events, mode: str) -> None:
     from fastmc.models.flow.inverse import FastInverse
 
     torch.manual_seed(1)
-    model = build_model("flow", {**TINY, "mode": mode})
+    settings = {
+        "coupling-linear": {"mode": "coupling", "linear_mixing": True},
+        "coupling-kinematic": {"mode": "coupling", "coupling_split": "kinematic"},
+    }.get(mode, {"mode": mode})
+    model = build_model("flow", {**TINY, **settings})
     model.fit_data(RawBatch.from_events(real_events))
     for p in model.flow.parameters():  # weights away from the initialisation
         p.data += 0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel()))
@@ -234,3 +238,26 @@ def test_compiled_kernels_release_the_gil() -> None:
     call = CppPythonBindingsCodeCache.call_entry_function
     assert "Py_BEGIN_ALLOW_THREADS" in call and call.format("a, b").count("std::make_tuple(a, b)") == 1
     assert release_gil_in_compiled_kernels()  # idempotent
+
+
+def test_kinematic_split_draws_angles_given_momenta_then_the_reverse() -> None:
+    """coupling_split "kinematic": transform 0 draws every pT and mass parameter and log MET
+    first (context only) and every eta, phi and MET phi given them, transform 2 the reverse;
+    transforms 1 and 3 are the random split of "features", transform for transform."""
+    from fastmc.models.flow.inverse import build_spline_flow
+
+    slots = 5
+    d = 4 * slots + 2
+    kw = dict(passes=2, transforms=4, hidden=8, layers=1, bins=4, bound=5.0, slope=1e-3)
+    kinematic = build_spline_flow(d, 3, split="kinematic", **kw)
+    plain = build_spline_flow(d, 3, **kw)
+    momenta = torch.zeros(d, dtype=torch.bool)
+    momenta[0 : 4 * slots : 4] = momenta[3 : 4 * slots : 4] = True
+    momenta[4 * slots] = True  # log MET
+    pass_of = [t.order for t in kinematic.transform.transforms]
+    assert torch.equal(pass_of[0], (~momenta).long())  # 0 = drawn first
+    assert torch.equal(pass_of[2], momenta.long())
+    for i in (1, 3):
+        assert torch.equal(pass_of[i], plain.transform.transforms[i].order)
+    with pytest.raises(ValueError, match="split"):
+        build_spline_flow(d, 3, split="objects", **kw)

@@ -30,6 +30,14 @@ class FlowConfig:
     bins : int                spline bins (8)
     spline_bound : float      the splines act on [-bound, bound], identity outside (5.0)
     spline_slope : float      minimum slope of the splines (1e-3)
+    coupling_split : str      coupling only: "features" (a random split of all parameters into
+                              the half drawn first and the half drawn given it, in every
+                              transform) or "kinematic" (the even transforms split the
+                              momenta (pT, mass, log MET) from the angles (eta, phi, MET
+                              phi): angles given momenta, then momenta given angles; the odd
+                              ones at random) ("features")
+    linear_mixing : bool      a learned invertible linear map of all parameters (LU, from the
+                              identity) before every spline transform (False)
     embedding : int           size of the learned pattern embedding (16)
     max_patterns : int        rows of the embedding table; the most frequent patterns get
                               their own row, the rest share row 0 (256)
@@ -148,6 +156,8 @@ class FlowConfig:
     bins: int = setting(8, ge=2)
     spline_bound: float = setting(5.0, gt=0)
     spline_slope: float = setting(1e-3, gt=0, lt=1)
+    coupling_split: Literal["features", "kinematic"] = "features"
+    linear_mixing: bool = False
     embedding: int = setting(16, ge=1)
     max_patterns: int = setting(256, ge=1)
     cfm_dim: int = setting(128, ge=2)

@@ -42,6 +42,7 @@ __all__ = [
     "FastInverse",
     "build_spline_flow",
     "fast_rqs_class",
+    "linear_mixing_matrix",
     "map_chunks",
     "rqs_inverse",
     "rqs_inverse_split",
@@ -194,7 +195,19 @@ class FastInverse:
         self.transforms: list[_Transform] = []
         ctx_w: list[torch.Tensor] = []
         ctx_b: list[torch.Tensor] = []
+        #: per spline transform, the inverse of the learned linear map before it (natural
+        #: feature order, float64 [D, D]) or None
+        self.linear_inverse: list[torch.Tensor | None] = []
+        pending: torch.Tensor | None = None
         for mt in flow.transform.transforms:
+            lu = linear_mixing_matrix(mt)
+            if lu is not None:
+                if pending is not None:
+                    raise ValueError("FastInverse: two linear maps in a row")
+                pending = torch.linalg.inv(lu)
+                continue
+            self.linear_inverse.append(pending)
+            pending = None
             linears = [m for m in mt.hyper if isinstance(m, MaskedLinear)]
             if any(not isinstance(m, (MaskedLinear, nn.ReLU)) for m in mt.hyper):
                 raise ValueError("FastInverse supports ReLU MaskedMLP networks only")
@@ -269,13 +282,28 @@ class FastInverse:
                 blk.ctx_cols = (start, start + len(blk.b_ctx))  # type: ignore[arg-type]
                 start += len(blk.b_ctx)  # type: ignore[arg-type]
                 blk.w_ctx = blk.b_ctx = None
-        # index maps between the pass orders of consecutive transforms (inverse runs reversed)
+        if pending is not None:
+            raise ValueError("FastInverse: a linear map after the last spline transform")
+        # index maps between the pass orders of consecutive transforms (inverse runs reversed);
+        # where a linear map sits between them, one [D, D] matrix instead: the pass order
+        # back to the natural one, the map's inverse, then the next pass order (x -> x @ G)
         trs = self.transforms
         self.first_index = trs[-1].perm
-        self.next_index = []
+        self.next_index: list[torch.Tensor] = []
+        self.next_matrix: list[torch.Tensor | None] = []
         for i in range(len(trs) - 1, -1, -1):
             inv = torch.argsort(trs[i].perm)
-            self.next_index.append(inv[trs[i - 1].perm] if i > 0 else inv)
+            nxt = inv[trs[i - 1].perm] if i > 0 else inv
+            lin = self.linear_inverse[i]
+            self.next_index.append(nxt)
+            if lin is None:
+                self.next_matrix.append(None)
+                continue
+            eye = torch.eye(len(inv), dtype=torch.float64)
+            g = eye[:, inv] @ lin.t()
+            if i > 0:
+                g = g[:, trs[i - 1].perm]
+            self.next_matrix.append(g.float().contiguous())
 
     @torch.no_grad()
     def __call__(
@@ -334,7 +362,8 @@ class FastInverse:
         if self.ctx_weight is not None:
             pre_all = F.linear(ctx, self.ctx_weight.to(ctx.device), self.ctx_bias.to(ctx.device))
         cur = z[:, self.first_index.to(z.device)]
-        for tr, nxt in zip(reversed(self.transforms), self.next_index, strict=True):
+        steps = zip(reversed(self.transforms), self.next_index, self.next_matrix, strict=True)
+        for tr, nxt, mat in steps:
             outs: list[torch.Tensor] = []
             outs_dt: list[torch.Tensor] = []
             for blk in tr.blocks:
@@ -368,7 +397,10 @@ class FastInverse:
                     xb = spline(wh, dd, y, bound=tr.bound, slope=tr.slope)
                 outs.append(xb)
                 outs_dt.append(xb if dt == torch.float32 else xb.to(dt))
-            cur = torch.cat(outs, 1)[:, nxt.to(z.device)]
+            if mat is None:
+                cur = torch.cat(outs, 1)[:, nxt.to(z.device)]
+            else:
+                cur = torch.cat(outs, 1) @ mat.to(z.device)
         return cur
 
 
@@ -488,6 +520,18 @@ def fast_rqs_class() -> type:
     return FastRQS
 
 
+def linear_mixing_matrix(step: nn.Module) -> torch.Tensor | None:
+    """The matrix ``L U`` (float64 [D, D]) of a learned linear map step of
+    :func:`build_spline_flow` (``linear=True``), or None for any other step."""
+    from zuko.transforms import LULinearTransform
+
+    if getattr(step, "f", None) is not LULinearTransform:
+        return None
+    with torch.no_grad():
+        t = step()
+        return (t.L.double() @ t.U.double()).cpu()
+
+
 def build_spline_flow(
     features: int,
     context: int,
@@ -499,27 +543,57 @@ def build_spline_flow(
     bins: int,
     bound: float,
     slope: float,
+    linear: bool = False,
+    split: str = "features",
+    slot_features: int = 4,
 ) -> nn.Module:
     """A zuko ``Flow`` of masked-autoregressive rational-quadratic spline transforms.
+
+    ``linear``: a learned invertible linear map of all features (zuko's
+    ``LULinearTransform``, initialised to the identity) before every spline transform, as in
+    the neural spline flows of Durkan et al. (2019), so that the transforms can act on
+    combinations of the parameters (differences of angles, ...).
 
     ``passes=None``: fully autoregressive, orders alternately ascending and descending (as
     zuko's ``NSF``).  ``passes=2``: coupling; transform i uses a fixed pseudo-random
     permutation (seed i), so every pair of features lands in different halves in some
     transform (zuko's ``NSF(passes=2)`` splits the same two halves in every transform).
+    ``split`` (coupling only): ``"features"`` splits the features at random in every
+    transform (the above); ``"kinematic"`` does so in the odd transforms only, and in the
+    even ones splits the momenta from the angles: the features are read as slots of
+    ``slot_features`` (pT, eta, phi, mass) parameters followed by (log MET, MET phi), and
+    transform 0, 4, ... draws the angles given the momenta (pT, mass, log MET first), 2, 6, ...
+    the momenta given the angles, so the relation between two jets' pT and their angular
+    distance (a resonance's boost) is one spline conditioning.
     Splines: :func:`fast_rqs_class` on ``[-bound, bound]`` with minimum slope ``slope``.
     """
     import numpy as np
     from zuko.distributions import DiagNormal
-    from zuko.flows import Flow, UnconditionalDistribution
+    from zuko.flows import Flow, UnconditionalDistribution, UnconditionalTransform
     from zuko.flows.autoregressive import MaskedAutoregressiveTransform
+    from zuko.transforms import LULinearTransform
+
+    if split not in ("features", "kinematic"):
+        raise ValueError(f"split must be 'features' or 'kinematic', not {split!r}")
+    n_slots = (features - 2) // slot_features
+    angle = torch.zeros(features, dtype=torch.bool)
+    for c in (1, 2):
+        angle[c : slot_features * n_slots : slot_features] = True
+    angle[slot_features * n_slots + 1 :] = True
 
     def order(i: int) -> torch.Tensor:
         if passes is None:
             base = torch.arange(features)
             return base if i % 2 == 0 else base.flip(0)
-        return torch.as_tensor(np.random.default_rng(i).permutation(features))
+        if split == "features" or i % 2 == 1:
+            return torch.as_tensor(np.random.default_rng(i).permutation(features))
+        first = ~angle if i % 4 == 0 else angle  # the half drawn first (context only)
+        ranks = torch.empty(features, dtype=torch.long)
+        ranks[first.nonzero()[:, 0]] = torch.arange(int(first.sum()))
+        ranks[(~first).nonzero()[:, 0]] = torch.arange(int(first.sum()), features)
+        return ranks
 
-    steps = [
+    splines = [
         MaskedAutoregressiveTransform(
             features=features,
             context=context,
@@ -531,6 +605,11 @@ def build_spline_flow(
         )
         for i in range(transforms)
     ]
+    steps: list[nn.Module] = []
+    for spline in splines:
+        if linear:
+            steps.append(UnconditionalTransform(LULinearTransform, torch.eye(features)))
+        steps.append(spline)
     base = UnconditionalDistribution(
         DiagNormal, loc=torch.zeros(features), scale=torch.ones(features), buffer=True
     )
