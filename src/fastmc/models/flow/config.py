@@ -37,7 +37,10 @@ class FlowConfig:
                               phi): angles given momenta, then momenta given angles; the odd
                               ones at random) ("features")
     linear_mixing : bool      a learned invertible linear map of all parameters (LU, from the
-                              identity) before every spline transform (False)
+                              identity) before every spline transform (False; with
+                              transforms: 6 the most faithful coupling flow measured:
+                              whole-event AUC 0.609 on 95k ttbar events against 0.624 for
+                              the defaults, at 0.79x their sampling speed; docs/results.md)
     embedding : int           size of the learned pattern embedding (16)
     max_patterns : int        rows of the embedding table; the most frequent patterns get
                               their own row, the rest share row 0 (256)
