@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fastmc.models.flow.symmetry import FEATURES_PER_SLOT, angle_columns
+
 __all__ = [
     "FastInverse",
     "build_spline_flow",
@@ -195,9 +197,9 @@ class FastInverse:
         self.transforms: list[_Transform] = []
         ctx_w: list[torch.Tensor] = []
         ctx_b: list[torch.Tensor] = []
-        #: per spline transform, the inverse of the learned linear map before it (natural
-        #: feature order, float64 [D, D]) or None
-        self.linear_inverse: list[torch.Tensor | None] = []
+        # per spline transform, the inverse of the learned linear map before it (natural
+        # feature order, float64 [D, D]) or None
+        linear_inverse: list[torch.Tensor | None] = []
         pending: torch.Tensor | None = None
         for mt in flow.transform.transforms:
             lu = linear_mixing_matrix(mt)
@@ -206,7 +208,7 @@ class FastInverse:
                     raise ValueError("FastInverse: two linear maps in a row")
                 pending = torch.linalg.inv(lu)
                 continue
-            self.linear_inverse.append(pending)
+            linear_inverse.append(pending)
             pending = None
             linears = [m for m in mt.hyper if isinstance(m, MaskedLinear)]
             if any(not isinstance(m, (MaskedLinear, nn.ReLU)) for m in mt.hyper):
@@ -294,7 +296,7 @@ class FastInverse:
         for i in range(len(trs) - 1, -1, -1):
             inv = torch.argsort(trs[i].perm)
             nxt = inv[trs[i - 1].perm] if i > 0 else inv
-            lin = self.linear_inverse[i]
+            lin = linear_inverse[i]
             self.next_index.append(nxt)
             if lin is None:
                 self.next_matrix.append(None)
@@ -545,7 +547,6 @@ def build_spline_flow(
     slope: float,
     linear: bool = False,
     split: str = "features",
-    slot_features: int = 4,
 ) -> nn.Module:
     """A zuko ``Flow`` of masked-autoregressive rational-quadratic spline transforms.
 
@@ -560,9 +561,9 @@ def build_spline_flow(
     transform (zuko's ``NSF(passes=2)`` splits the same two halves in every transform).
     ``split`` (coupling only): ``"features"`` splits the features at random in every
     transform (the above); ``"kinematic"`` does so in the odd transforms only, and in the
-    even ones splits the momenta from the angles: the features are read as slots of
-    ``slot_features`` (pT, eta, phi, mass) parameters followed by (log MET, MET phi), and
-    transform 0, 4, ... draws the angles given the momenta (pT, mass, log MET first), 2, 6, ...
+    even ones splits the momenta from the angles: the features are read as the slot
+    parameters of :mod:`fastmc.models.flow.physics` (:func:`~fastmc.models.flow.symmetry.
+    angle_columns`: ``features = 4 S + 2``), and transform 0, 4, ... draws the angles given the momenta (pT, mass, log MET first), 2, 6, ...
     the momenta given the angles, so the relation between two jets' pT and their angular
     distance (a resonance's boost) is one spline conditioning.
     Splines: :func:`fast_rqs_class` on ``[-bound, bound]`` with minimum slope ``slope``.
@@ -575,11 +576,9 @@ def build_spline_flow(
 
     if split not in ("features", "kinematic"):
         raise ValueError(f"split must be 'features' or 'kinematic', not {split!r}")
-    n_slots = (features - 2) // slot_features
-    angle = torch.zeros(features, dtype=torch.bool)
-    for c in (1, 2):
-        angle[c : slot_features * n_slots : slot_features] = True
-    angle[slot_features * n_slots + 1 :] = True
+    angle = angle_columns((features - 2) // FEATURES_PER_SLOT)
+    if split == "kinematic" and len(angle) != features:
+        raise ValueError(f"split 'kinematic' needs 4 S + 2 features (slots and MET), not {features}")
 
     def order(i: int) -> torch.Tensor:
         if passes is None:

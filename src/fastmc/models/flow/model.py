@@ -157,7 +157,6 @@ class FlowModel(GenerativeModel):
                 slope=config.spline_slope,
                 linear=config.linear_mixing,
                 split=config.coupling_split if config.mode == "coupling" else "features",
-                slot_features=FEATURES_PER_SLOT,
             )
         self.register_buffer("x_mean", torch.zeros(d))
         self.register_buffer("x_std", torch.ones(d))

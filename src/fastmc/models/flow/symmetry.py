@@ -24,7 +24,7 @@ import torch
 from fastmc.data.batch import RawBatch
 from fastmc.kinematics import wrap_angle
 
-__all__ = ["FEATURES_PER_SLOT", "mirror_events", "orient", "reflect_events"]
+__all__ = ["FEATURES_PER_SLOT", "angle_columns", "mirror_events", "orient", "reflect_events"]
 
 FEATURES_PER_SLOT = 4  # pT, eta, phi, mass parameters per slot (physics.py uses this one)
 
@@ -55,6 +55,16 @@ def reflect_events(raw: RawBatch, flip: torch.Tensor) -> RawBatch:
     return _negate(raw, flip, (3,))
 
 
+def angle_columns(n_slots: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """Which of the ``4 S + 2`` slot parameters are angles: every slot's eta and phi and the
+    MET phi (bool [4 S + 2]); the rest are pT, mass and log MET."""
+    cols = torch.zeros(FEATURES_PER_SLOT * n_slots + 2, dtype=torch.bool, device=device)
+    cols[1 : FEATURES_PER_SLOT * n_slots : FEATURES_PER_SLOT] = True
+    cols[2 : FEATURES_PER_SLOT * n_slots : FEATURES_PER_SLOT] = True
+    cols[FEATURES_PER_SLOT * n_slots + 1] = True
+    return cols
+
+
 def orient(
     x: torch.Tensor,
     sign: torch.Tensor,
@@ -68,10 +78,7 @@ def orient(
     """The canonical orientation of slot parameters (``forward``) or back (see the module
     docstring).  ``x`` [B, 4 S + 2], ``sign`` [B] of +-1, ``first_slot`` int [B] (slot of the
     first object), ``has`` bool [B] (the event has an object)."""
-    cols = torch.zeros(x.shape[1], dtype=torch.bool, device=x.device)
-    cols[1 : FEATURES_PER_SLOT * n_slots : FEATURES_PER_SLOT] = True
-    cols[2 : FEATURES_PER_SLOT * n_slots : FEATURES_PER_SLOT] = True
-    cols[FEATURES_PER_SLOT * n_slots + 1] = True
+    cols = angle_columns(n_slots, x.device)
     rows = torch.arange(x.shape[0], device=x.device)
     col = FEATURES_PER_SLOT * first_slot + 1
     x = x.clone()
