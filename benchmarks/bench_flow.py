@@ -102,7 +102,7 @@ def main() -> None:
             sign = None
             if model.config.canonical_eta_sign:  # the orientation, drawn as in sample
                 sign = torch.where(torch.rand(b, generator=gen) < 0.5, -1.0, 1.0).double()
-            with single_threaded():  # as in sample (there: chunk by chunk on the worker threads)
+            with single_threaded():  # as in sample (there: piece by piece on the worker threads)
                 model.parameterisation.decode(x, st, phi, max_objects=model.config.max_objects, eta_sign=sign)
             t2 = time.perf_counter()
         print(f"|   split at batch {b}: flow inverse (matching: ODE) {t1 - t0:.3f} s, decode "

@@ -55,3 +55,25 @@ def test_flow_mode_flag_is_for_flows_only(tiny_store: Path, tmp_path: Path) -> N
     )
     assert res.exit_code == 1
     assert "--flow-mode does not apply" in res.output
+
+
+def test_the_shipped_large_sample_config_trains(tiny_store: Path, tmp_path: Path) -> None:
+    """src/fastmc/configs/flow_large.yaml (docs/results.md, session 8) is a valid training
+    file: its model and train settings reach the model directory (epochs etc. overridden)."""
+    from importlib.resources import files
+
+    cfg = files("fastmc") / "configs" / "flow_large.yaml"
+    model_dir = tmp_path / "model"
+    res = CliRunner().invoke(
+        app,
+        ["train", str(tiny_store), "-o", str(model_dir), "--config", str(cfg), "--epochs", "1",
+         "--batch-size", "64", "--batches-per-epoch", "1", "--set", "max_jets=6", "--seed", "1"],
+    )
+    assert res.exit_code == 0, res.output
+    desc = json.loads((model_dir / "config.json").read_text())
+    mc = desc["model_config"]
+    assert desc["model"] == "flow" and mc["mode"] == "coupling"
+    assert (mc["transforms"], mc["linear_mixing"], mc["muon_isolation_quantile"]) == (6, True, 0.01)
+    assert (mc["sample_precision"], mc["sample_compile"]) == ("bfloat16", True)
+    train = desc["train_config"]
+    assert train["lr_schedule"] == "cosine" and train["epochs"] == 1 and train["patience"] == 0

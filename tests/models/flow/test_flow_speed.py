@@ -168,6 +168,47 @@ def test_without_compile_the_passes_draw_one_candidate_per_event(coupling: FlowM
     assert torch.equal(out.p4, raw.p4)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_piece_size_does_not_change_the_events(real_events: Events, threads: int) -> None:
+    """Decoding works event by event: pieces of one chunk or of the whole call give the same
+    events (allowed azimuths, the default decoding with its per-jet loops), at any thread count."""
+    import dataclasses
+
+    model = fitted_flow(real_events, {**TINY, "mode": "coupling", "sample_chunk": 64})
+    before = torch.get_num_threads()
+    runs = []
+    try:
+        torch.set_num_threads(threads)
+        for piece in (64, 8192, 100):  # 100: rounded down to one chunk
+            model.config = dataclasses.replace(model.config, decode_chunk=piece)
+            runs.append(model.sample(400, generator=torch.Generator().manual_seed(3)))
+    finally:
+        torch.set_num_threads(before)
+    assert model._piece(400, 1) == 64  # decode_chunk 100 < two chunks of 64
+    for other in runs[1:]:
+        for f in ("types", "p4", "met", "met_phi"):
+            assert torch.equal(getattr(other, f), getattr(runs[0], f)), f
+
+
+def test_pieces_are_whole_chunks_split_evenly_between_workers(coupling: FlowModel) -> None:
+    import dataclasses
+
+    model = coupling
+    saved = model.config
+    try:
+        model.config = dataclasses.replace(saved, sample_chunk=1024, decode_chunk=8192)
+        assert model._piece(10240, 2) == 5120  # the 10 chunks, 5 per worker
+        assert model._piece(10000, 2) == 5120
+        assert model._piece(10240, 1) == 8192  # capped at decode_chunk
+        assert model._piece(1_000_000, 2) == 8192
+        assert model._piece(300, 2) == 1024  # at least one chunk
+        assert model._piece(0, 2) == 1024
+        model.config = dataclasses.replace(saved, sample_chunk=1024, decode_chunk=1)
+        assert model._piece(10240, 2) == 1024
+    finally:
+        model.config = saved
+
+
 def test_zero_events(coupling: FlowModel) -> None:
     raw = coupling.sample(0, generator=torch.Generator().manual_seed(0))
     assert len(raw) == 0 and raw.p4.shape[1:] == (coupling.config.max_objects, 4)

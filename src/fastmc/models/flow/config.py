@@ -106,7 +106,8 @@ class FlowConfig:
                               the muons' isolation radius is this quantile of their training
                               distances to the nearest jet instead of radius_quantile (1e-3):
                               Monte Carlo muons have a tail towards the jets (ttbar: 1% within
-                              0.49, 2% within 0.545, electrons none within 0.6)
+                              0.49, 2% within 0.545, electrons none within 0.6); 0.01 in
+                              configs/flow_large.yaml (measured at 95k events, docs/results.md)
     jet_edge_width, jet_edge_power : float
                               "allowed" only: at the jet radius from a harder jet a jet's
                               density falls to 0 as (d / rho)^jet_edge_power, d its azimuthal
@@ -141,6 +142,12 @@ class FlowConfig:
                               all separated by the jet radius (20)
     sample_chunk : int        events per chunk of the flow inverse in sampling (keeps the
                               spline arithmetic in the CPU caches) (1024)
+    decode_chunk : int        events per piece of sampling work (at most; whole chunks of
+                              sample_chunk, a call's events split evenly between the threads):
+                              the flow inverse runs on a piece chunk by chunk, the decoding to
+                              four-vectors on the whole piece at once (its ~3000 small tensor
+                              operations cost about the same for 1k events as for 8k) (8192;
+                              docs/benchmarks.md "Decoding in larger pieces")
     sample_precision : str    "float32" (default) or "bfloat16": matrix products of the
                               sampling network in bfloat16 (several times faster on CPUs with
                               AVX-512 BF16; the splines stay float32; the sample comes from a
@@ -199,6 +206,7 @@ class FlowConfig:
     reflect_augment: bool = True
     max_draw_factor: float = setting(20.0, ge=1)
     sample_chunk: int = setting(1024, ge=1)
+    decode_chunk: int = setting(8192, ge=1)
     sample_precision: Literal["float32", "bfloat16"] = "float32"
     sample_compile: bool = False
 

@@ -63,9 +63,10 @@ Modes (recorded in the model directory's ``config.json``):
 
 Sampling runs through :class:`fastmc.models.flow.inverse.FastInverse` (masked weights sliced
 per pass, fused spline inverse, chunks of ``sample_chunk`` events; optionally bfloat16 matrix
-products and a ``torch.compile``-d spline).  The flow inverse and the decoding run chunk by
-chunk on ``torch.get_num_threads()`` threads with one torch thread each, so the events of a
-seed do not depend on the thread count.  Events are unweighted (weight 1); training ignores
+products and a ``torch.compile``-d spline).  The flow inverse (chunk by chunk) and the
+decoding (on pieces of up to ``decode_chunk`` events) run on ``torch.get_num_threads()``
+threads with one torch thread each; both work event by event, so the events of a seed do not
+depend on the thread count or the piece size.  Events are unweighted (weight 1); training ignores
 event weights.
 """
 
@@ -576,7 +577,7 @@ class FlowModel(GenerativeModel):
         if self.config.canonical_eta_sign:
             u = torch.rand(m, generator=generator, device=dev, dtype=torch.float64)
             sign = torch.where(u < 0.5, -1.0, 1.0).to(torch.float64)
-        # everything below is per event: chunk by chunk, on `workers` threads
+        # everything below is per event: piece by piece (:meth:`_piece`), on `workers` threads
         chunk, par = self.config.sample_chunk, self.parameterisation
         if self.velocity is None:
             inverse = self._fast_inverse(dev)
@@ -596,11 +597,20 @@ class FlowModel(GenerativeModel):
             return par.decode(x, slot_types[sl], phi_ref[sl], max_objects=self.config.max_objects,
                               eta_sign=None if sign is None else sign[sl])
 
-        parts = map_chunks(work, m, chunk, workers=workers)
+        parts = map_chunks(work, m, self._piece(m, workers), workers=workers)
         if len(parts) == 1:
             return parts[0]
         raws, valid = zip(*parts, strict=True)
         return RawBatch(**{f: torch.cat([getattr(r, f) for r in raws]) for f in _RAW_FIELDS}), torch.cat(valid)
+
+    def _piece(self, m: int, workers: int) -> int:
+        """Events per piece of sampling work for ``m`` events on ``workers`` threads: whole
+        chunks of ``sample_chunk``, the chunks split evenly between the workers, at most
+        ``decode_chunk`` events (at least one chunk)."""
+        chunk = self.config.sample_chunk
+        chunks = math.ceil(m / chunk)
+        per_worker = math.ceil(chunks / max(workers, 1))
+        return chunk * max(1, min(per_worker, self.config.decode_chunk // chunk))
 
     def _fast_inverse(self, device: torch.device) -> FastInverse:
         """The :class:`FastInverse` of the current weights (rebuilt when they change)."""
