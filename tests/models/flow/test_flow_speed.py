@@ -176,15 +176,17 @@ def test_piece_size_does_not_change_the_events(real_events: Events, threads: int
 
     model = fitted_flow(real_events, {**TINY, "mode": "coupling", "sample_chunk": 64})
     before = torch.get_num_threads()
-    runs = []
+    runs, pieces = [], []
     try:
         torch.set_num_threads(threads)
         for piece in (64, 8192, 100):  # 100: rounded down to one chunk
             model.config = dataclasses.replace(model.config, decode_chunk=piece)
+            pieces.append(model._piece(400, threads))
             runs.append(model.sample(400, generator=torch.Generator().manual_seed(3)))
     finally:
         torch.set_num_threads(before)
     assert model._piece(400, 1) == 64  # decode_chunk 100 < two chunks of 64
+    assert pieces == [64, 448 if threads == 1 else 256, 64]  # the runs did decode differently
     for other in runs[1:]:
         for f in ("types", "p4", "met", "met_phi"):
             assert torch.equal(getattr(other, f), getattr(runs[0], f)), f

@@ -40,8 +40,8 @@ class FlowConfig:
                               identity) before every spline transform (False; with
                               transforms: 6 the most faithful coupling flow measured:
                               whole-event AUC 0.609 on 95k ttbar events against 0.624 for
-                              the defaults, at 0.94x their sampling speed on two threads:
-                              2.89e4 events/s; docs/results.md)
+                              the defaults; sampling 3.7e4 events/s on two threads since
+                              session 8, about 0.8x the defaults; docs/results.md)
     embedding : int           size of the learned pattern embedding (16)
     max_patterns : int        rows of the embedding table; the most frequent patterns get
                               their own row, the rest share row 0 (256)
@@ -146,7 +146,8 @@ class FlowConfig:
                               sample_chunk, a call's events split evenly between the threads):
                               the flow inverse runs on a piece chunk by chunk, the decoding to
                               four-vectors on the whole piece at once (its ~3000 small tensor
-                              operations cost about the same for 1k events as for 8k) (8192;
+                              operations are a fixed cost per call, about half the time of a
+                              1,024-event call) (8192;
                               docs/benchmarks.md "Decoding in larger pieces")
     sample_precision : str    "float32" (default) or "bfloat16": matrix products of the
                               sampling network in bfloat16 (several times faster on CPUs with

@@ -576,15 +576,17 @@ def build_spline_flow(
 
     if split not in ("features", "kinematic"):
         raise ValueError(f"split must be 'features' or 'kinematic', not {split!r}")
-    angle = angle_columns((features - 2) // FEATURES_PER_SLOT)
-    if split == "kinematic" and len(angle) != features:
-        raise ValueError(f"split 'kinematic' needs 4 S + 2 features (slots and MET), not {features}")
+    angle = None  # the angle mask: only the kinematic split reads the features as slots
+    if split == "kinematic":
+        if features < 2 or (features - 2) % FEATURES_PER_SLOT:
+            raise ValueError(f"split 'kinematic' needs 4 S + 2 features (slots and MET), not {features}")
+        angle = angle_columns((features - 2) // FEATURES_PER_SLOT)
 
     def order(i: int) -> torch.Tensor:
         if passes is None:
             base = torch.arange(features)
             return base if i % 2 == 0 else base.flip(0)
-        if split == "features" or i % 2 == 1:
+        if angle is None or i % 2 == 1:
             return torch.as_tensor(np.random.default_rng(i).permutation(features))
         first = ~angle if i % 4 == 0 else angle  # the half drawn first (context only)
         ranks = torch.empty(features, dtype=torch.long)
