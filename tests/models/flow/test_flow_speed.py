@@ -4,6 +4,7 @@ multi-candidate rejection passes, the pairwise jet-separation check, the compile
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -172,8 +173,6 @@ def test_without_compile_the_passes_draw_one_candidate_per_event(coupling: FlowM
 def test_piece_size_does_not_change_the_events(real_events: Events, threads: int) -> None:
     """Decoding works event by event: pieces of one chunk or of the whole call give the same
     events (allowed azimuths, the default decoding with its per-jet loops), at any thread count."""
-    import dataclasses
-
     model = fitted_flow(real_events, {**TINY, "mode": "coupling", "sample_chunk": 64})
     before = torch.get_num_threads()
     runs, pieces = [], []
@@ -193,8 +192,6 @@ def test_piece_size_does_not_change_the_events(real_events: Events, threads: int
 
 
 def test_pieces_are_whole_chunks_split_evenly_between_workers(coupling: FlowModel) -> None:
-    import dataclasses
-
     model = coupling
     saved = model.config
     try:
