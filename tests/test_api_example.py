@@ -29,7 +29,7 @@ def test_api_names() -> None:
     import fastmc
 
     for name in ("read_events", "write_events", "simulate", "prepare", "train", "load_model",
-                 "generate", "evaluate", "Events"):
+                 "generate", "refine", "evaluate", "Events"):
         assert name in fastmc.__all__
         assert getattr(fastmc, name).__doc__
     with pytest.raises(AttributeError, match="no attribute 'nope'"):

@@ -9,7 +9,8 @@ The Python API, one function per pipeline step (paths or Events wherever events 
     generated = fastmc.generate("model", 10_000, seed=0)
     report = fastmc.evaluate(store, generated)                # vs the held-out test split
 
-Also ``read_events``, ``write_events``, ``load_model`` and the event type ``Events``
+Also ``refine`` (a model's classifier refinement), ``read_events``, ``write_events``,
+``load_model`` and the event type ``Events``
 (``Events.to_awkward()``, ``Events.to_pandas()``).  Everything is imported on first use, so
 ``import fastmc`` stays light (no torch) and prints nothing.  Guide: ``docs/api.md``.
 """
@@ -29,6 +30,7 @@ __all__ = [
     "load_model",
     "prepare",
     "read_events",
+    "refine",
     "simulate",
     "train",
     "write_events",
@@ -43,7 +45,7 @@ _WHERE = {
     "simulate": "fastmc.simulate",
     "evaluate": "fastmc.evaluate",
     **{name: f"fastmc.workflows.api:{name}" for name in (
-        "generate", "load_model", "prepare", "train", "write_events",
+        "generate", "load_model", "prepare", "refine", "train", "write_events",
     )},
 }
 

@@ -12,7 +12,7 @@ from fastmc.cli._app import app
 
 __all__ = ["app", "main"]
 
-_COMMAND_MODULES = ("io", "simulate", "data", "models", "evaluate", "pipeline")
+_COMMAND_MODULES = ("io", "simulate", "data", "models", "refine", "evaluate", "pipeline")
 
 
 def _load_commands() -> None:

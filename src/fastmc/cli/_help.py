@@ -49,6 +49,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "fastmc generate beta-vae -n 20000 --seed 0 -o generated.parquet",
         "fastmc generate beta-vae -n 20000 --prior gmm --channel chan1 -o gen.root",
     ),
+    "refine": (
+        "fastmc refine flow -t ttbar_train.parquet",
+        "fastmc refine flow -t 'train_*.csv' --events 200000 --overwrite",
+    ),
     "export": ("fastmc export beta-vae -o generator.onnx",
                "fastmc export flow -o flow.onnx --speed"),
     "bench": ("fastmc bench beta-vae", "fastmc bench beta-vae --no-simulate --json > bench.json"),

@@ -151,6 +151,11 @@ def evaluate_cmd(
                 f"(floor {d['floor_n_generated']} vs {d['floor_n_reference']}); per jet multiplicity: {per}",
                 highlight=False, markup=False,
             )
+        from fastmc.evaluate.generation import generation_note
+
+        note = generation_note(report.metrics["samples"].get(row.label, {}).get("generation"))
+        if note:
+            out_console.print(f"   generation: {note}", highlight=False, markup=False)
         out_console.print(
             f"   W1/floor median {_num(row.w1_ratio_median, '.2f')} worst {_num(row.w1_ratio_max, '.2f')} "
             f"({row.w1_worst}), FPD {_num(row.fpd, '.3g')} (floor {_num(row.fpd_floor, '.3g')}), "

@@ -407,8 +407,8 @@ def generate_cmd(
     ),
     where: str | None = typer.Option(
         None, "--where", metavar="EXPR",
-        help='Keep only events in this region, e.g. "met > 500 and n_bjets >= 1" (GeV; see '
-        "docs/conditioning.md).",
+        help='Keep only events in this region, e.g. "met > 500 and n_bjets >= 1" (GeV; the '
+        "syntax: conditioning.md in docs).",
     ),
     region_path: str = typer.Option(
         "auto", "--region-path",
@@ -445,6 +445,12 @@ def generate_cmd(
         help="Events per seed block (each block has its own seed; a --shard part is whole "
         "blocks). Keep it the same for every part of a run.",
     ),
+    refine: bool | None = typer.Option(
+        None, "--refine/--no-refine", show_default=False,
+        help="Use the model's refiner (`fastmc refine`: whole events kept or dropped by a "
+        "classifier; the kept share is recorded in the output's metadata). Default: when the "
+        "model has one.",
+    ),
 ) -> None:
     """Generate N events with a trained model, streamed to OUTPUT (GeV inside; MeV in CSV)."""
     from fastmc.io import check_output, detect_format
@@ -472,7 +478,7 @@ def generate_cmd(
                 params=_parse_params(param), force=force,
                 batch_size=batch_size, seed=seed, device=device, channel=channel, where=where,
                 min_efficiency=min_efficiency, region_path=region_path, truth_events=truth_events,
-                progress=advance, shard_size=block_size, part=part,
+                progress=advance, shard_size=block_size, part=part, refine=refine,
             )
     msg = (f"[green]done[/]: {report.n:,} events in {output} ({report.events_per_s:,.0f} events/s "
            f"with {_threads_note(n_threads)})")
@@ -483,6 +489,10 @@ def generate_cmd(
     if report.efficiency is not None and (channel or where):
         msg += (f"; selection kept {100 * report.efficiency:.3g}% of {report.attempted:,} "
                 f"generated events ({report.region_path})")
+    if report.refinement is not None:
+        r = report.refinement
+        msg += (f"; refinement kept {100 * (r['acceptance'] or 0):.1f}% of {r['drawn']:,} drawn "
+                f"events ({r['clipped']:,} above the weight cap; recorded in the file's metadata)")
     if report.model_rejected_share:
         msg += (
             f"; the model rejected {100 * report.model_rejected_share:.1f}% of the events it drew "

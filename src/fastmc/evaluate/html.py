@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from fastmc.evaluate.generation import generation_note
 from fastmc.evaluate.observables import OBSERVABLES
 from fastmc.evaluate.report_plots import safe_name
 from fastmc.events import TYPE_NAMES
@@ -182,6 +183,10 @@ def _boundaries(m: dict[str, Any]) -> list[str]:
             rows.append(_share_row(f"{kind} with pT in{lo_hi}", e))
         parts += [f"<h3>{esc(label)}</h3>",
                   _table(["check", "reference", "generated", "z", "n gen vs ref"], rows)]
+        gen_note = generation_note(d.get("generation"))
+        if gen_note:
+            parts.append(f"<p>Generation (from the file's metadata): {esc(gen_note)}; whole events "
+                         "were kept or dropped, none moved.</p>")
         mem = d.get("memorisation")
         if mem:
             parts.append(

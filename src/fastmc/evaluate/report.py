@@ -29,6 +29,7 @@ from fastmc.evaluate.floors import (
     make_sample,
     matched_size,
 )
+from fastmc.evaluate.generation import generation_record
 from fastmc.evaluate.html import render_html
 from fastmc.evaluate.metrics import physicality
 from fastmc.evaluate.observables import OBSERVABLES
@@ -390,6 +391,7 @@ def evaluate(
                 "physicality": phys[k],
                 "boundary": bounds[k],
                 "memorisation": memo.get(k),
+                "generation": generation_record(generated[k].meta),
                 "metrics": {m: st.as_dict() for m, st in cmp_samples[k].items()},
             }
             for k in generated

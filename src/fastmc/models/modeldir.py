@@ -13,6 +13,10 @@
     checkpoint.safetensors  latest weights ("model.*") and optimizer state ("optim.*")
     checkpoint.json         epoch, best validation loss, early-stopping counter, history,
                             optimizer parameter groups
+    refiner.safetensors     optional (``fastmc refine``): the arrays of a classifier that
+                            refines the generator's output by rejection
+                            (:mod:`fastmc.workflows.refine`), its JSON description in the
+                            metadata, with the digest of the weights it was fitted to
 
 Every file is written atomically (:func:`fastmc.io.atomic.atomic_path`).  A directory written
 by another format version is refused with :class:`ModelDirError` saying what to do.
@@ -28,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from fastmc import __version__
@@ -52,6 +57,7 @@ PRIOR_FILE = "prior.safetensors"
 HISTORY_FILE = "history.json"
 CHECKPOINT_TENSORS = "checkpoint.safetensors"
 CHECKPOINT_JSON = "checkpoint.json"
+REFINER_FILE = "refiner.safetensors"
 
 
 class ModelDirError(FastMCError):
@@ -254,6 +260,49 @@ class ModelDir:
             return
         tensors, meta = _load_tensors(path)
         model.load_prior_state(tensors, json.loads(meta.get("priors", "{}")))
+
+    # -- refiner (optional) --------------------------------------------------------------
+    def weights_digest(self) -> str:
+        """SHA-256 (hex) of ``weights.safetensors``: which weights a refiner was fitted to."""
+        import hashlib
+
+        path = self.path / WEIGHTS_FILE
+        if not path.exists():
+            raise ModelDirError(f"{path}: missing; is this a fastmc model directory?")
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    def has_refiner(self) -> bool:
+        return (self.path / REFINER_FILE).exists()
+
+    def write_refiner(self, arrays: Mapping[str, Any], description: Mapping[str, Any]) -> None:
+        """Write ``refiner.safetensors``: numpy ``arrays`` and a JSON ``description``."""
+        from safetensors.numpy import save_file
+
+        flat = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+        with atomic_path(self.path / REFINER_FILE) as tmp:
+            save_file(flat, str(tmp), metadata={"refiner": json.dumps(dict(description))})
+
+    def read_refiner(self) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+        """(arrays, description) of ``refiner.safetensors``, None when there is none."""
+        from safetensors import safe_open
+
+        path = self.path / REFINER_FILE
+        if not path.exists():
+            return None
+        try:
+            with safe_open(str(path), framework="np") as f:
+                meta = f.metadata() or {}
+                arrays = {key: f.get_tensor(key) for key in f.keys()}
+            description = json.loads(meta["refiner"])
+        except Exception as exc:  # safetensors' own errors, KeyError, JSONDecodeError
+            raise ModelDirError(
+                f"{path}: not a readable refiner ({type(exc).__name__}: "
+                f"{' '.join(str(exc).split())[:120]}); fit it again with `fastmc refine`"
+            ) from None
+        return arrays, description
+
+    def remove_refiner(self) -> None:
+        (self.path / REFINER_FILE).unlink(missing_ok=True)
 
     # -- history and checkpoints ---------------------------------------------------------
     def write_history(self, history: Sequence[Mapping[str, Any]]) -> None:

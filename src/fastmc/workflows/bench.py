@@ -155,6 +155,36 @@ def _bench_model(
     return rows
 
 
+def _bench_refined(model_dir: str, prior: str, process: str, *, scale: float, batch_size: int,
+                   seed: int) -> list[dict[str, Any]]:
+    """One CPU row for ``fastmc generate`` with the model directory's refiner (whole events
+    kept or dropped, :mod:`fastmc.workflows.refine`), to memory; none without a refiner."""
+    from fastmc.workflows.generate import generate_events
+    from fastmc.workflows.refine import load_refiner
+
+    refiner = load_refiner(model_dir)
+    if refiner is None:
+        return []
+    m = load_model(model_dir, device="cpu")
+    n = max(int(20_000 * scale), batch_size)
+    stats: dict[str, Any] = {}
+
+    def run(k: int) -> None:
+        for _ in generate_events(m, k, prior=prior, process=process, batch_size=batch_size,
+                                 seed=seed, refiner=refiner, stats=stats):
+            pass
+
+    run(batch_size)  # warm-up (a compiled sampler compiles here)
+    stats.clear()
+    t0 = time.perf_counter()
+    run(n)
+    dt = time.perf_counter() - t0
+    kept = stats.get("refine_kept", 0) / max(stats.get("refine_drawn", 1), 1)
+    return [{"device": "cpu", "target": f"memory, refined ({100 * kept:.0f}% of drawn kept)",
+             "batch_size": batch_size, "events": n, "seconds": dt,
+             "events_per_s": n / dt if dt > 0 else float("inf")}]
+
+
 def run_bench(
     model: GenerativeModel | str | os.PathLike[str],
     *,
@@ -174,7 +204,9 @@ def run_bench(
 
     ``device="auto"`` measures the CPU and, when present, the GPU; ``"cpu"``/``"cuda"`` one
     of them.  ``scale`` multiplies the events timed (300, 1e4 and 1e5 at batch sizes 1, 100
-    and 1e4).  ``progress(1)`` after each measurement.  Keys: ``machine``, ``model``,
+    and 1e4).  A model directory with a refiner (``fastmc refine``) gets one more CPU row:
+    refined generation to memory (what ``fastmc generate`` does with it).  ``progress(1)``
+    after each measurement.  Keys: ``machine``, ``model``,
     ``rows`` (device, target, batch_size, events, seconds, events_per_s), ``not_measured``
     (what could not be measured and why), ``simulation``, ``ratio``.
     """
@@ -195,6 +227,10 @@ def run_bench(
         pname = m.processes[m.process_index(process)]
         rows += _bench_model(m, dev_name, pname, prior=prior, scale=scale, batch_sizes=batch_sizes,
                              targets=targets, seed=seed, not_measured=not_measured, tick=tick)
+    if model_dir is not None:
+        rows += _bench_refined(model_dir, prior, pname, scale=scale, batch_size=max(batch_sizes),
+                               seed=seed)
+        tick()
     sim: dict[str, Any] | None = None
     ratio = None
     if simulate:

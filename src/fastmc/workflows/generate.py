@@ -40,7 +40,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -63,6 +63,9 @@ from fastmc.workflows.conditioning import (
     process_plan,
     with_lead_range,
 )
+
+if TYPE_CHECKING:
+    from fastmc.workflows.refine import Refiner
 
 __all__ = [
     "GenerateReport",
@@ -131,6 +134,7 @@ class GenerateReport:
     process_counts: dict[str, int] = dataclasses.field(default_factory=dict)
     region_path: str | None = None
     model_rejected_share: float = 0.0
+    refinement: dict[str, Any] | None = None  # the output metadata "refinement" (None: none)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -198,8 +202,8 @@ def _check_arguments(
     if part is not None and (selecting or prior == "truth"):
         raise ConfigError(
             "--shard needs every generated event kept in order: it does not combine with "
-            "--channel, --where or --prior truth; select with `fastmc convert`/your analysis "
-            "afterwards"
+            "--channel, --where, --prior truth or a refiner (pass --no-refine); select with "
+            "`fastmc convert`/your analysis afterwards"
         )
     if n < 0:
         raise ConfigError(f"n must be >= 0, got {n}")
@@ -249,6 +253,7 @@ def generate_events(
     region_path: str = "auto",
     stats: dict[str, Any] | None = None,
     part: tuple[int, int] | None = None,
+    refiner: Refiner | None = None,
 ) -> Iterator[Events]:
     """Yield batches of generated Events (GeV) until ``n`` are produced (see module doc).
 
@@ -263,11 +268,13 @@ def generate_events(
     the run of ``n`` are yielded, with their event ids in the whole run.  ``stats`` (a dict
     the caller passes) receives ``attempted`` (events generated), ``passed`` (of those,
     passing the selection; the surplus of the last batch included), ``accepted`` (yielded),
-    ``shards`` and ``region_path``.
+    ``shards`` and ``region_path``.  ``refiner``: keep or drop each drawn event before the
+    selection (:func:`_refine`; one numpy generator per seed shard, from the shard's seed).
     """
     selection = Selection.build(channel, where, min_acceptance, pilot_events)
     _check_arguments(model, n, prior, batch_size, shard_size, truth_events, part,
-                     selection.active)
+                     selection.active or refiner is not None)
+    rejecting = selection.active or refiner is not None
     first, stop = part_range(n, shard_size, part)
     plan, bounds = _plan(model, selection, region_path, process=process, cocktail=cocktail,
                          prior=prior, params=params, force=force)
@@ -278,37 +285,79 @@ def generate_events(
     stats = stats if stats is not None else {}
     stats["region_path"] = _region_path(model, bounds)
     accepted = attempted = first
-    passed = 0
+    tally = _Tally()
     shard = -1
     gen: torch.Generator | None = None
-    checked, t0 = False, time.perf_counter()
+    t0 = time.perf_counter()
     while accepted < stop:
         # a batch never crosses a shard boundary
         if attempted // shard_size != shard or gen is None:
             shard = attempted // shard_size
-            gen = torch.Generator(device=device).manual_seed(shard_seed(seed, shard))
+            gen, refine_rng = _shard_generators(device, seed, shard)
         left_in_shard = (shard + 1) * shard_size - attempted
-        b = min(batch_size, left_in_shard, batch_size if selection.active else stop - accepted)
+        b = min(batch_size, left_in_shard, batch_size if rejecting else stop - accepted)
         truth = truth_batches.take(b, device) if truth_batches is not None else None
         raw = draw_batch(model, plan, b, prior, gen, truth)
         attempted += b
         events = raw.to_events(process_names=plan.names, event_id_start=accepted)
         _check_output_events(events)
-        if selection.active:
-            keep = selection.keep(events)
-            passed += int(keep.sum())
-            events = events[keep][: stop - accepted]
+        events = _keep(events, refiner, refine_rng, selection, tally, stats, n, t0)
+        if rejecting:
+            events = events[: stop - accepted]
             events.event_id[:] = np.arange(accepted, accepted + len(events))
-            checked = selection.check(attempted - first, passed, n, time.perf_counter() - t0,
-                                      checked)
-        else:
-            passed += len(events)
         events.weight[:] = weights[events.process_code]
         accepted += len(events)
-        stats.update(attempted=attempted - first, accepted=accepted - first, passed=passed,
-                     shards=shard + 1 - first // shard_size)
+        stats.update(attempted=attempted - first, accepted=accepted - first, passed=tally.passed,
+                     offered=tally.offered, shards=shard + 1 - first // shard_size)
         if len(events):
             yield events
+
+
+def _shard_generators(device: torch.device, seed: int, shard: int
+                      ) -> tuple[torch.Generator, np.random.Generator]:
+    """The torch generator of seed shard ``shard`` (the model's draws) and the numpy one of its
+    refinement (keep or drop), both from :func:`shard_seed`."""
+    s = shard_seed(seed, shard)
+    return (torch.Generator(device=device).manual_seed(s),
+            np.random.default_rng(derive_seed(s, "refine")))
+
+
+@dataclasses.dataclass
+class _Tally:
+    """Events offered to the selection (after the refinement), passing it, and whether the
+    pilot check of the selection's efficiency was done."""
+
+    offered: int = 0
+    passed: int = 0
+    checked: bool = False
+
+
+def _keep(events: Events, refiner: Refiner | None, rng: np.random.Generator,
+          selection: Selection, tally: _Tally, stats: dict[str, Any], n: int, t0: float) -> Events:
+    """The events of a batch that the refiner (if any) and then the selection keep."""
+    if refiner is not None:
+        events = _refine(events, refiner, rng, stats)
+    tally.offered += len(events)
+    if selection.active:
+        events = events[selection.keep(events)]
+        tally.passed += len(events)
+        tally.checked = selection.check(tally.offered, tally.passed, n,
+                                        time.perf_counter() - t0, tally.checked)
+    else:
+        tally.passed += len(events)
+    return events
+
+
+def _refine(events: Events, refiner: Refiner, rng: np.random.Generator,
+            stats: dict[str, Any]) -> Events:
+    """The events of a batch the refiner keeps; the counts ``refine_drawn``, ``refine_kept``
+    and ``refine_clipped`` (weights above the cap) of ``stats`` (:func:`generate_events`) go
+    up."""
+    keep, clipped = refiner.accept(events, rng)
+    for key, add in (("refine_drawn", len(events)), ("refine_kept", int(keep.sum())),
+                     ("refine_clipped", clipped)):
+        stats[key] = stats.get(key, 0) + add
+    return events[keep]
 
 
 def _plan(model: GenerativeModel, selection: Selection, region_path: str, **what: Any
@@ -351,12 +400,14 @@ def _seed_meta(n: int, seed: int, shard_size: int, part: tuple[int, int] | None)
             "events": [first, stop]}
 
 
-def _load(model: GenerativeModel | str | os.PathLike[str], device: str
-          ) -> tuple[GenerativeModel, str | None]:
+def _load(model: GenerativeModel | str | os.PathLike[str], device: str, refine: bool | None
+          ) -> tuple[GenerativeModel, str | None, Refiner | None]:
+    """(the model on ``device``, its directory or None, the refiner a run uses)."""
     dev = resolve_device(device)
+    refiner = _refiner(model, refine)
     if not isinstance(model, GenerativeModel):
-        return load_model(model, device=dev), str(Path(model).resolve())
-    return model.to(dev).eval(), None
+        return load_model(model, device=dev), str(Path(model).resolve()), refiner
+    return model.to(dev).eval(), None, refiner
 
 
 def _run_size(model: GenerativeModel, n: int | None, cocktail: bool, lumi: float | None) -> int:
@@ -378,10 +429,30 @@ def _run_meta(stats: dict[str, Any], plan: ProcessPlan, counts: np.ndarray, chan
     out: dict[str, Any] = {"process_counts": {p: int(c) for p, c in
                                               zip(plan.names, counts, strict=True) if c}}
     if channel is not None or where is not None:
-        attempted, passed = int(stats.get("attempted", 0)), int(stats.get("passed", 0))
+        offered, passed = int(stats.get("offered", 0)), int(stats.get("passed", 0))
         out.update(Selection.build(channel, where, min_efficiency, pilot_events)
-                   .metadata(attempted, passed), region_path=stats.get("region_path"))
+                   .metadata(offered, passed), region_path=stats.get("region_path"))
     return out
+
+
+def _refinement_meta(refiner: Refiner | None, stats: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The output metadata ``refinement`` of a run: events drawn, kept and clipped (weight above
+    the cap) by the refiner, and what its fit measured; None without a refiner."""
+    if refiner is None:
+        return None
+    drawn, kept = int(stats.get("refine_drawn", 0)), int(stats.get("refine_kept", 0))
+    clipped = int(stats.get("refine_clipped", 0))
+    fit = {k: refiner.info.get(k) for k in ("method", "acceptance", "clipped_share", "cap",
+                                            "cap_quantile", "trees", "training_events",
+                                            "generated_events", "validation_log_loss")}
+    return {
+        "drawn": drawn, "kept": kept, "rejected": drawn - kept,
+        "acceptance": kept / drawn if drawn else None,
+        "clipped": clipped, "clipped_share": clipped / drawn if drawn else None,
+        "reason": "classifier refinement: whole events kept with probability min(w / cap, 1), "
+                  "none moved",
+        "fit": fit,
+    }
 
 
 def _metadata(model: GenerativeModel, model_dir: str | None, plan: ProcessPlan, n: int, *,
@@ -423,6 +494,7 @@ def generate(
     truth_events: str | os.PathLike[str] | None = None,
     progress: Callable[[int], None] | None = None,
     part: tuple[int, int] | None = None,
+    refine: bool | None = None,
 ) -> GenerateReport:
     """Generate ``n`` events into ``out_path`` (.csv, .csv.gz, .parquet or .root), atomically.
 
@@ -432,11 +504,13 @@ def generate(
     ``n`` = sigma_total x lumi (``n`` must be None).  ``progress(k)`` is called with the
     number of events written after each batch.  ``part=(k, m)`` writes only part ``k`` of
     ``m`` of the run of ``n`` events (module doc).  The output's metadata records the plan,
-    the seeds, the part and the selection's efficiency.  Returns a :class:`GenerateReport`.
+    the seeds, the part, the selection's efficiency and the refinement's counts.  ``refine``:
+    use the model directory's refiner (:mod:`fastmc.workflows.refine`): None = when it has a
+    valid one, True = it must, False = never.  Returns a :class:`GenerateReport`.
     """
     from fastmc.io import open_writer
 
-    model, model_dir = _load(model, device)
+    model, model_dir, refiner = _load(model, device, refine)
     plan = process_plan(model, process=process, cocktail=cocktail, prior=prior, params=params,
                         force=force)
     n = _run_size(model, n, cocktail, lumi)
@@ -453,17 +527,17 @@ def generate(
             model, n, prior=prior, process=process, cocktail=cocktail, params=params, force=force,
             batch_size=batch_size, seed=seed, shard_size=shard_size, channel=channel, where=where,
             truth_events=truth_events, min_acceptance=min_efficiency, pilot_events=pilot_events,
-            region_path=region_path, stats=stats, part=part,
+            region_path=region_path, stats=stats, part=part, refiner=refiner,
         ):
             writer.write(events)
             counts += np.bincount(events.process_code, minlength=len(plan.names))
             if progress is not None:
                 progress(len(events))
         writer.meta.update(_run_meta(stats, plan, counts, channel, where, min_efficiency,
-                                     pilot_events))
+                                     pilot_events), refinement=_refinement_meta(refiner, stats))
         rejection = _model_rejection(before, model.generation_stats())
         writer.meta["model_rejection"] = rejection
-    attempted, passed = int(stats.get("attempted", 0)), int(stats.get("passed", 0))
+    attempted, passed, offered = (int(stats.get(k, 0)) for k in ("attempted", "passed", "offered"))
     seconds = time.perf_counter() - t0
     return GenerateReport(
         path=str(out_path), n=stop - first, attempted=attempted,
@@ -471,11 +545,27 @@ def generate(
         events_per_s=(stop - first) / seconds if seconds > 0 else math.inf, prior=prior,
         process=plan.label, seed=int(seed), shards=int(stats.get("shards", 0)),
         weight=meta["weight"] if meta["weight"] is not None else float("nan"), part=part,
-        events=(first, stop), efficiency=passed / attempted if attempted else None,
+        events=(first, stop), efficiency=passed / offered if offered else None,
         where=meta["where"], process_counts=writer.meta["process_counts"],
         region_path=writer.meta.get("region_path"),
         model_rejected_share=rejection["rejected_share"],
+        refinement=writer.meta["refinement"],
     )
+
+
+def _refiner(model: GenerativeModel | str | os.PathLike[str], refine: bool | None
+             ) -> Refiner | None:
+    """The refiner a run uses (see :func:`generate`'s ``refine``)."""
+    if refine is False:
+        return None
+    if isinstance(model, GenerativeModel):
+        if refine:
+            raise ConfigError("refine=True needs a model directory (its refiner.safetensors), "
+                              "not a loaded model")
+        return None
+    from fastmc.workflows.refine import load_refiner
+
+    return load_refiner(model, required=bool(refine))
 
 
 def _model_rejection(before: dict[str, int], after: dict[str, int]) -> dict[str, Any]:

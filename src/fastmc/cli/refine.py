@@ -1,0 +1,58 @@
+"""The ``refine`` command: fit a model's classifier refinement (:mod:`fastmc.workflows.refine`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from fastmc.cli._app import app, console, errors_as_exit
+
+
+@app.command("refine")
+def refine_cmd(
+    model_dir: Path = typer.Argument(..., help="Model directory from `fastmc train` (one process)."),
+    train: list[str] = typer.Option(
+        ..., "--train", "-t",
+        help="The model's training events (repeatable; Dark Machines CSV in MeV, Parquet or "
+        "ROOT in GeV; globs allowed). Never the sample you evaluate against.",
+    ),
+    events: int = typer.Option(100_000, "--events", min=1000,
+                               help="Events the model generates for the fit."),
+    held_out: int = typer.Option(20_000, "--held-out", min=1000,
+                                 help="Further generated events that set the weight cap."),
+    max_iter: int = typer.Option(300, "--max-iter", min=1, help="Trees at most (early stopping)."),
+    cap_quantile: float = typer.Option(
+        0.99, "--cap-quantile", min=0.5, max=1.0,
+        help="The weight cap is this quantile of the weights of generated events (1 minus it: "
+        "the share of events whose correction is clipped).",
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the fit's generation and classifier."),
+    threads: int | None = typer.Option(None, "--threads", min=1, show_default=False,
+                                       help="CPU threads (torch and the classifier)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing refiner."),
+) -> None:
+    """Fit a classifier refinement: generation then keeps or drops whole events so that they
+    follow the training events (DCTR, arXiv:2009.03796); `fastmc generate` uses it."""
+    from fastmc.cli.models import _set_threads
+    from fastmc.workflows.refine import RefineConfig, refine_model_dir
+
+    with errors_as_exit():
+        n = _set_threads(threads)
+        config = RefineConfig(events=events, held_out=held_out, max_iter=max_iter,
+                              cap_quantile=cap_quantile, seed=seed)
+        with console.status("refine") as status:
+            refiner = refine_model_dir(
+                model_dir, train, config=config, threads=n, overwrite=overwrite,
+                progress=lambda msg: status.update(f"refine: {msg}"),
+            )
+    i = refiner.info
+    console.print(
+        f"[green]done[/]: refiner in {model_dir}/refiner.safetensors: {i['trees']} trees on "
+        f"{i['training_events']:,} training vs {i['generated_events']:,} generated events "
+        f"(validation log-loss {i['validation_log_loss'] or float('nan'):.4f}; 0.6931 = "
+        f"indistinguishable); "
+        f"generation will keep {100 * i['acceptance']:.1f}% of drawn events, "
+        f"{100 * i['clipped_share']:.2f}% above the weight cap {i['cap']:.3g} "
+        f"({i['seconds']:.0f} s)", highlight=False,
+    )

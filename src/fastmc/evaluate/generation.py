@@ -1,0 +1,34 @@
+"""What a generated sample's generator did besides drawing, read from the file's metadata
+(``fastmc generate`` writes it): for the evaluation report."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["generation_note", "generation_record"]
+
+
+def generation_record(meta: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What a sample's generator did besides drawing, from the file's metadata (``fastmc
+    generate``): events its model rejected inside ``sample`` (``model_rejection``) and the
+    classifier refinement's counts (``refinement``); None for a file without them (Monte
+    Carlo, other generators)."""
+    out = {k: meta.get(k) for k in ("model_rejection", "refinement") if meta.get(k) is not None}
+    return out or None
+
+
+def generation_note(record: Mapping[str, Any] | None) -> str | None:
+    """One line for the report: the shares of drawn events rejected and refined away."""
+    if not record:
+        return None
+    notes = []
+    mr = record.get("model_rejection") or {}
+    if mr.get("rejected"):
+        notes.append(f"the model rejected {100 * mr['rejected_share']:.1f}% of {mr['drawn']:,} "
+                     "drawn events")
+    r = record.get("refinement") or {}
+    if r.get("drawn"):
+        notes.append(f"classifier refinement kept {100 * r['acceptance']:.1f}% of {r['drawn']:,} "
+                     f"drawn events ({r['clipped']:,} above the weight cap)")
+    return "; ".join(notes) or None

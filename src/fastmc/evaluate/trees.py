@@ -1,0 +1,171 @@
+"""A fitted gradient-boosted tree classifier as plain arrays: stored without pickling, evaluated
+with numpy.
+
+:class:`TreeEnsemble` holds the trees of a binary scikit-learn
+``HistGradientBoostingClassifier`` (numerical features, missing values allowed) in a flat
+layout: every tree's nodes renumbered breadth first so that the two children of a node are
+consecutive (``right = left + 1``), and every leaf pointing to itself with a threshold of
++inf (so a walk that has reached a leaf stays there); the trees ordered deepest first.  One
+walk step for ``N`` events and the ``T_s`` trees deeper than the step ``s`` (a prefix) is then
+a handful of vectorised gathers; ``depth`` steps reach every leaf.
+The logit is ``baseline + sum of the leaf values``, exactly scikit-learn's raw prediction
+(tested against ``predict_proba``).
+
+Used by the classifier refinement of a generator (:mod:`fastmc.workflows.refine`); the arrays
+go into a safetensors file through :mod:`fastmc.models.modeldir` (no code is ever unpickled).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+__all__ = ["TreeEnsemble"]
+
+_FIELDS = ("feature", "threshold", "missing_left", "child", "value")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TreeEnsemble:
+    """Binary tree-ensemble classifier over ``n_features`` numerical features.
+
+    ``feature`` int32 [M] (feature index of each node; 0 at a leaf), ``threshold`` float64 [M]
+    (go to the left child when ``x <= threshold``; +inf at a leaf), ``missing_left`` bool [M]
+    (where NaN goes), ``child`` int32 [M] (global index of the left child; the right child is
+    ``child + 1``; a leaf's own index), ``value`` float64 [M] (leaf value; 0 at inner nodes),
+    ``roots`` int32 [T] (global index of each tree's root), ``depths`` int32 [T] (each tree's
+    deepest leaf, non-increasing), ``baseline`` (the initial logit), ``depth`` (the deepest
+    leaf's depth: walk steps needed).
+    """
+
+    feature: np.ndarray
+    threshold: np.ndarray
+    missing_left: np.ndarray
+    child: np.ndarray
+    value: np.ndarray
+    roots: np.ndarray
+    depths: np.ndarray
+    baseline: float
+    depth: int
+    n_features: int
+
+    def __post_init__(self) -> None:
+        m = len(self.feature)
+        for name in _FIELDS:
+            if getattr(self, name).shape != (m,):
+                raise ValueError(f"TreeEnsemble.{name} must have shape ({m},), got "
+                                 f"{getattr(self, name).shape}")
+        if m and (self.child.min() < 0 or self.child.max() >= m):
+            raise ValueError("TreeEnsemble.child points outside the node arrays")
+        if len(self.roots) and (self.roots.min() < 0 or self.roots.max() >= m):
+            raise ValueError("TreeEnsemble.roots points outside the node arrays")
+        if self.depths.shape != self.roots.shape or (np.diff(self.depths) > 0).any():
+            raise ValueError("TreeEnsemble.depths must hold one non-increasing depth per tree")
+        if len(self.depths) and self.depths[0] > self.depth:
+            raise ValueError("TreeEnsemble.depth is below a tree's depth")
+        if m and (self.feature.min() < 0 or self.feature.max() >= self.n_features):
+            raise ValueError(f"TreeEnsemble.feature outside 0..{self.n_features - 1}")
+
+    @property
+    def n_trees(self) -> int:
+        return len(self.roots)
+
+    @classmethod
+    def from_sklearn(cls, clf: Any) -> TreeEnsemble:
+        """The trees of a fitted binary ``HistGradientBoostingClassifier`` without categorical
+        features (ValueError otherwise)."""
+        predictors = getattr(clf, "_predictors", None)
+        if predictors is None:
+            raise ValueError("TreeEnsemble.from_sklearn needs a fitted HistGradientBoostingClassifier")
+        if getattr(clf, "n_trees_per_iteration_", 1) != 1:
+            raise ValueError("TreeEnsemble.from_sklearn: only binary classifiers (one tree per iteration)")
+        parts: dict[str, list[np.ndarray]] = {k: [] for k in _FIELDS}
+        roots, depths, offset = [], [], 0
+        trees = [pred for (pred,) in predictors]
+        for pred in sorted(trees, key=lambda t: -int(t.nodes["depth"].max())):
+            nodes = pred.nodes
+            if nodes["is_categorical"].any():
+                raise ValueError("TreeEnsemble.from_sklearn: categorical splits are not supported")
+            order = _breadth_first(nodes)
+            new = np.empty(len(nodes), np.int64)
+            new[order] = np.arange(len(nodes))
+            n = nodes[order]
+            leaf = n["is_leaf"].astype(bool)
+            own = np.arange(len(n)) + offset
+            parts["feature"].append(np.where(leaf, 0, n["feature_idx"]).astype(np.int32))
+            parts["threshold"].append(np.where(leaf, np.inf, n["num_threshold"]).astype(np.float64))
+            parts["missing_left"].append(np.where(leaf, True, n["missing_go_to_left"].astype(bool)))
+            parts["child"].append(np.where(leaf, own, new[n["left"]] + offset).astype(np.int32))
+            parts["value"].append(np.where(leaf, n["value"], 0.0).astype(np.float64))
+            roots.append(offset)
+            depths.append(int(n["depth"].max()))
+            offset += len(n)
+        baseline = float(np.asarray(clf._baseline_prediction).ravel()[0])
+        return cls(**{k: np.concatenate(v) for k, v in parts.items()},
+                   roots=np.asarray(roots, np.int32), depths=np.asarray(depths, np.int32),
+                   baseline=baseline, depth=max(depths, default=0),
+                   n_features=int(clf.n_features_in_))
+
+    def logit(self, x: np.ndarray, *, chunk: int = 4096) -> np.ndarray:
+        """The classifier's logit (log odds of class 1) for ``x`` float [N, n_features] (NaN =
+        missing), float64 [N]; ``sigmoid(logit)`` is scikit-learn's ``predict_proba[:, 1]``."""
+        x = np.asarray(x, np.float64)
+        if x.ndim != 2 or x.shape[1] != self.n_features:
+            raise ValueError(f"TreeEnsemble.logit: x must have shape (N, {self.n_features}), "
+                             f"got {x.shape}")
+        out = np.empty(len(x))
+        for i in range(0, len(x), chunk):
+            out[i : i + chunk] = self._logit(x[i : i + chunk])
+        return out
+
+    def _logit(self, x: np.ndarray) -> np.ndarray:
+        n = len(x)
+        flat = x.ravel()
+        base = (np.arange(n, dtype=np.int64) * self.n_features)[:, None]
+        node = np.broadcast_to(self.roots, (n, self.n_trees)).astype(np.int64)
+        for step in range(self.depth):
+            k = int(np.count_nonzero(self.depths > step))  # the trees still walking: a prefix
+            at = node[:, :k]
+            v = flat[base + self.feature[at]]
+            right = ~np.where(np.isnan(v), self.missing_left[at], v <= self.threshold[at])
+            node[:, :k] = self.child[at] + right
+        return self.baseline + self.value[node].sum(axis=1)
+
+    def to_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """(arrays for a safetensors file, JSON-able scalars): :meth:`from_arrays` rebuilds it."""
+        arrays = {k: np.ascontiguousarray(getattr(self, k)) for k in _FIELDS}
+        arrays["missing_left"] = arrays["missing_left"].astype(np.uint8)
+        arrays["roots"] = np.ascontiguousarray(self.roots)
+        arrays["depths"] = np.ascontiguousarray(self.depths)
+        return arrays, {"baseline": self.baseline, "depth": self.depth, "n_features": self.n_features}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], scalars: dict[str, Any]) -> TreeEnsemble:
+        return cls(
+            feature=np.asarray(arrays["feature"], np.int32),
+            threshold=np.asarray(arrays["threshold"], np.float64),
+            missing_left=np.asarray(arrays["missing_left"]).astype(bool),
+            child=np.asarray(arrays["child"], np.int32),
+            value=np.asarray(arrays["value"], np.float64),
+            roots=np.asarray(arrays["roots"], np.int32),
+            depths=np.asarray(arrays["depths"], np.int32),
+            baseline=float(scalars["baseline"]), depth=int(scalars["depth"]),
+            n_features=int(scalars["n_features"]),
+        )
+
+
+def _breadth_first(nodes: np.ndarray) -> np.ndarray:
+    """Node indices of one scikit-learn tree in breadth-first order, the two children of every
+    inner node consecutive (left, then right)."""
+    order = [0]
+    i = 0
+    while i < len(order):
+        k = order[i]
+        if not nodes["is_leaf"][k]:
+            order += [int(nodes["left"][k]), int(nodes["right"][k])]
+        i += 1
+    if len(order) != len(nodes):
+        raise ValueError("TreeEnsemble.from_sklearn: a tree has unreachable nodes")
+    return np.asarray(order)

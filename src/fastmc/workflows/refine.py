@@ -1,0 +1,274 @@
+"""Classifier refinement of a trained generator: learned rejection of whole events.
+
+A classifier is trained to tell the model's training events (class 0) from events the model
+generates (class 1) on the whole-event features of the evaluation
+(:func:`fastmc.evaluate.features.whole_event_features`: every object, jet pair and triplet).
+Its odds estimate the density ratio ``w(x) = p_train(x) / p_model(x)`` (arXiv:2305.16774;
+the DCTR reweighting of generative models, arXiv:2009.03796).  At generation every drawn
+event is kept with probability ``min(w / cap, 1)``, so the kept events follow
+``p_model x min(w, cap)``, which is ``p_train`` wherever ``w <= cap``.  The cap is the
+``cap_quantile`` quantile of ``w`` on generated events held out of the fit; the share of
+drawn events above it (the part where the correction is clipped) and the share kept are
+measured at the fit and counted again in every generation run (output metadata
+``refinement``).  Nothing in an event is changed: whole events are kept or dropped.
+
+The classifier is scikit-learn's ``HistGradientBoostingClassifier`` (early stopping on
+``validation_fraction`` of the fit events), stored as arrays (:class:`TreeEnsemble`) in the
+model directory's ``refiner.safetensors`` with the digest of the weights it was fitted to:
+retrained weights make it stale, and generation then refuses it (or, by default, warns and
+generates without it).
+
+**Fit it on the model's training events, never on the sample you evaluate against**: the
+refinement learns the density of its class-0 events, so fitting it on the reference would
+tune the generator to that sample's fluctuations.  The evaluation of a refined generator is
+the usual whole-event test against an independent sample.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from fastmc import __version__
+from fastmc.config import derive_seed
+from fastmc.errors import ConfigError, require
+from fastmc.evaluate.features import whole_event_features
+from fastmc.evaluate.trees import TreeEnsemble
+from fastmc.events import Events
+
+__all__ = ["RefineConfig", "Refiner", "fit_refiner", "load_refiner", "refine_model_dir",
+           "save_refiner"]
+
+#: Features with fewer non-missing values than this among the fit events become presence
+#: flags (0/1) instead of values (scikit-learn cannot bin an all-missing column).
+_SPARSE_MIN = 20
+#: A validation log-loss below this (0.693 = indistinguishable) means the model misses whole
+#: regions of the training events: refinement warns.
+_SEPARABLE_LOG_LOSS = 0.5
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RefineConfig:
+    """Settings of :func:`fit_refiner` (keyword-only, validated).
+
+    ``events``: events the model generates for the fit (the training events are all used;
+    about as many as those is right); ``held_out``: further generated events that set the cap
+    and measure the acceptance; ``max_iter``: trees at most (early stopping on
+    ``validation_fraction`` of the fit events, ``n_iter_no_change`` rounds);
+    ``learning_rate``, ``max_leaf_nodes``: of the trees; ``cap_quantile``: the weight cap is
+    this quantile of ``w`` on the held-out generated events (1 - it is the share of drawn
+    events whose correction is clipped); ``seed``: generation seeds, subsample and classifier.
+    """
+
+    events: int = 100_000
+    held_out: int = 20_000
+    max_iter: int = 300
+    learning_rate: float = 0.1
+    max_leaf_nodes: int = 31
+    validation_fraction: float = 0.1
+    n_iter_no_change: int = 20
+    cap_quantile: float = 0.99
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.events < 1000 or self.held_out < 1000:
+            raise ConfigError(f"refinement needs >= 1000 generated events for the fit and for the "
+                              f"cap, got events={self.events}, held_out={self.held_out}")
+        if self.max_iter < 1 or self.max_leaf_nodes < 2 or self.n_iter_no_change < 1:
+            raise ConfigError("max_iter and n_iter_no_change must be >= 1, max_leaf_nodes >= 2")
+        if not 0 < self.learning_rate <= 1 or not 0 < self.validation_fraction < 0.5:
+            raise ConfigError("learning_rate must be in (0, 1], validation_fraction in (0, 0.5)")
+        if not 0.5 <= self.cap_quantile <= 1:
+            raise ConfigError(f"cap_quantile must be in [0.5, 1], got {self.cap_quantile}")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Refiner:
+    """A fitted refinement: ``trees`` (logit of "generated" on the whole-event features),
+    ``sparse`` bool [D] (features used as presence flags), ``feature_names`` [D], ``cap``
+    (weight cap), ``info`` (what the fit measured: acceptance, clipped share, trees,
+    validation log-loss, events, seed, the weights' digest)."""
+
+    trees: TreeEnsemble
+    sparse: np.ndarray
+    feature_names: tuple[str, ...]
+    cap: float
+    info: dict[str, Any]
+
+    def features(self, events: Events) -> np.ndarray:
+        """The classifier's inputs for ``events``, float64 [N, D]."""
+        table = whole_event_features(events)
+        if table.names != self.feature_names:
+            raise ConfigError("the refiner was fitted on other whole-event features (another "
+                              "fastmc version or max_objects): fit it again with `fastmc refine`")
+        x = table.values.copy()
+        x[:, self.sparse] = ~np.isnan(x[:, self.sparse])
+        return x
+
+    def weights(self, events: Events) -> np.ndarray:
+        """w = p_train / p_model of each event, float64 [N] (before the cap)."""
+        return np.exp(-np.clip(self.trees.logit(self.features(events)), -50.0, 50.0))
+
+    def accept(self, events: Events, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+        """(bool [N]: keep each event with probability min(w / cap, 1), number of events whose
+        weight exceeded the cap)."""
+        w = self.weights(events)
+        return rng.random(len(w)) * self.cap < w, int((w > self.cap).sum())
+
+    @property
+    def expected_acceptance(self) -> float:
+        return float(self.info["acceptance"])
+
+
+def _generate(model: Any, n: int, seed: int) -> Events:
+    from fastmc.workflows.generate import generate_events
+
+    return Events.concatenate(list(generate_events(model, n, seed=seed, refiner=None)))
+
+
+def fit_refiner(model: Any, training: Events, *, config: RefineConfig | None = None,
+                weights_digest: str | None = None, threads: int | None = None,
+                progress: Callable[[str], None] | None = None) -> Refiner:
+    """Fit the refinement of ``model`` (a loaded :class:`~fastmc.models.base.GenerativeModel`,
+    single process, no parameters) on its ``training`` events (GeV; see the module doc).
+    ``weights_digest``: of the weights file it belongs to (stored in ``info``); ``threads``:
+    OpenMP threads of the classifier (None: the environment's); ``progress(message)`` is called
+    at each stage.  Seeded by ``config.seed``."""
+    cfg = config or RefineConfig()
+    ensemble = require("sklearn.ensemble", "stats")
+    if len(model.processes) != 1 or getattr(model, "param_conditional", False):
+        raise ConfigError(
+            f"refinement supports models of one process without parameters; this model has "
+            f"processes {list(model.processes)}: refine a model trained on one process"
+        )
+    if len(training) < 1000:
+        raise ConfigError(f"refinement needs >= 1000 training events, got {len(training)}")
+    say = progress or (lambda _msg: None)
+    t0 = time.perf_counter()
+    say(f"generating {cfg.events:,} + {cfg.held_out:,} events")
+    fit_gen = _generate(model, cfg.events, derive_seed(cfg.seed, "refine-fit"))
+    held = _generate(model, cfg.held_out, derive_seed(cfg.seed, "refine-held-out"))
+    say("whole-event features")
+    f_train, f_gen = whole_event_features(training), whole_event_features(fit_gen)
+    x = np.concatenate([f_train.values, f_gen.values])
+    y = np.concatenate([np.zeros(len(f_train)), np.ones(len(f_gen))])
+    w = np.concatenate([np.full(len(f_train), len(x) / (2 * len(f_train))),
+                        np.full(len(f_gen), len(x) / (2 * len(f_gen)))])
+    sparse = (~np.isnan(x)).sum(axis=0) < _SPARSE_MIN
+    x[:, sparse] = ~np.isnan(x[:, sparse])
+    say(f"classifier on {len(f_train):,} training vs {len(f_gen):,} generated events")
+    clf = ensemble.HistGradientBoostingClassifier(
+        max_iter=cfg.max_iter, learning_rate=cfg.learning_rate, max_leaf_nodes=cfg.max_leaf_nodes,
+        early_stopping=True, validation_fraction=cfg.validation_fraction,
+        n_iter_no_change=cfg.n_iter_no_change, random_state=derive_seed(cfg.seed, "refine") % 2**31,
+    )
+    if threads is None:
+        clf.fit(x, y, sample_weight=w)
+    else:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=threads):
+            clf.fit(x, y, sample_weight=w)
+    trees = TreeEnsemble.from_sklearn(clf)
+    refiner = Refiner(trees=trees, sparse=sparse, feature_names=f_train.names, cap=math.inf,
+                      info={})
+    log_loss = float(-clf.validation_score_[-1]) if len(clf.validation_score_) else math.nan
+    if log_loss < _SEPARABLE_LOG_LOSS:
+        warnings.warn(
+            f"the classifier tells the model's events from the training events almost perfectly "
+            f"(validation log-loss {log_loss:.3f}; {math.log(2):.3f} = indistinguishable): the "
+            "model misses regions of the training events, and rejection cannot add events "
+            "where the model puts none; train the model better (or check that the training "
+            "events are of the model's process) before refining", UserWarning, stacklevel=2)
+    w_held = refiner.weights(held)
+    cap = float(np.quantile(w_held, cfg.cap_quantile))
+    if not math.isfinite(cap) or cap <= 0:
+        raise ConfigError(f"the refinement weights are degenerate (cap {cap}); the model and the "
+                          "training events may be of different processes")
+    info = {
+        "method": "classifier rejection (DCTR, arXiv:2009.03796): keep with min(w / cap, 1)",
+        "acceptance": float(np.minimum(w_held / cap, 1.0).mean()),
+        "clipped_share": float((w_held > cap).mean()),
+        "cap": cap, "cap_quantile": cfg.cap_quantile,
+        "trees": trees.n_trees, "depth": trees.depth,
+        "validation_log_loss": None if math.isnan(log_loss) else log_loss,
+        "training_events": len(training), "generated_events": len(fit_gen),
+        "held_out_events": len(held), "process": model.processes[0],
+        "config": dataclasses.asdict(cfg), "weights_digest": weights_digest,
+        "fastmc_version": __version__, "seconds": round(time.perf_counter() - t0, 1),
+    }
+    return dataclasses.replace(refiner, cap=cap, info=info)
+
+
+def save_refiner(model_dir: Any, refiner: Refiner) -> None:
+    """Write ``refiner`` into the model directory (``refiner.safetensors``)."""
+    from fastmc.models.modeldir import ModelDir
+
+    arrays, scalars = refiner.trees.to_arrays()
+    arrays["sparse"] = refiner.sparse.astype(np.uint8)
+    ModelDir(model_dir).write_refiner(arrays, {
+        "trees": scalars, "feature_names": list(refiner.feature_names), "cap": refiner.cap,
+        "info": refiner.info,
+    })
+
+
+def load_refiner(model_dir: Any, *, required: bool = False) -> Refiner | None:
+    """The model directory's refiner; None when it has none (ConfigError when ``required``).
+    A refiner fitted to other weights than the directory's (retrained since) is stale: None
+    with a warning, or ConfigError when ``required``."""
+    from fastmc.models.modeldir import ModelDir
+
+    md = ModelDir(model_dir)
+    stored = md.read_refiner()
+    if stored is None:
+        if required:
+            raise ConfigError(f"{model_dir}: has no refiner; fit one with `fastmc refine {model_dir} "
+                              "--train TRAINING_EVENTS`")
+        return None
+    arrays, desc = stored
+    info = dict(desc.get("info") or {})
+    if info.get("weights_digest") != md.weights_digest():
+        msg = (f"{model_dir}: the refiner was fitted to other weights (the model was retrained "
+               "since); fit it again with `fastmc refine`")
+        if required:
+            raise ConfigError(msg)
+        warnings.warn(msg + "; generating without it", UserWarning, stacklevel=2)
+        return None
+    try:
+        trees = TreeEnsemble.from_arrays(arrays, desc["trees"])
+        return Refiner(trees=trees, sparse=np.asarray(arrays["sparse"]).astype(bool),
+                       feature_names=tuple(desc["feature_names"]), cap=float(desc["cap"]),
+                       info=info)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{model_dir}: refiner.safetensors is incomplete or of another fastmc "
+                          f"version ({type(exc).__name__}: {exc}); fit it again with "
+                          "`fastmc refine --overwrite`") from None
+
+
+def refine_model_dir(model_dir: Any, training: Any, *, config: RefineConfig | None = None,
+                     threads: int | None = None, overwrite: bool = False,
+                     progress: Callable[[str], None] | None = None) -> Refiner:
+    """Fit the refinement of the model in ``model_dir`` on the ``training`` events (Events, or
+    files: paths or globs of Dark Machines CSV in MeV, Parquet or ROOT in GeV) and store it there.  An
+    existing refiner is replaced only with ``overwrite`` (ConfigError otherwise)."""
+    from fastmc.io import read_events
+    from fastmc.models.modeldir import ModelDir, load_model
+
+    md = ModelDir(model_dir)
+    if md.has_refiner() and not overwrite:
+        raise ConfigError(f"{model_dir}: already has a refiner; pass --overwrite to fit a new one")
+    model = load_model(model_dir)
+    say = progress or (lambda _msg: None)
+    say("reading the training events")
+    # the features see the leading objects only: a wide width reads any file whole
+    events = training if isinstance(training, Events) else read_events(training, max_objects=64)
+    refiner = fit_refiner(model, events, config=config, weights_digest=md.weights_digest(),
+                          threads=threads, progress=progress)
+    save_refiner(model_dir, refiner)
+    return refiner

@@ -1,0 +1,208 @@
+"""Classifier refinement (fastmc.workflows.refine, `fastmc refine`): it pulls a generator
+towards its training events by keeping or dropping whole events, counts what it did, and is
+stored without pickling, tied to the weights it was fitted to."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from fastmc.cli import app
+from fastmc.errors import ConfigError
+from fastmc.events import Events
+from fastmc.io import read_events, write_events
+from fastmc.models.modeldir import ModelDir, load_model
+from fastmc.workflows.generate import generate
+from fastmc.workflows.refine import RefineConfig, Refiner, load_refiner, refine_model_dir
+from fastmc.workflows.train_config import TrainConfig
+from fastmc.workflows.train_store import train_from_store
+from modelhelpers import TINY
+
+pytest.importorskip("sklearn")
+
+SMALL = RefineConfig(events=4000, held_out=3000, max_iter=60, seed=3)
+
+
+def _hard(ev: Events, cut: float) -> np.ndarray:
+    """Events whose leading object has pT above ``cut`` (GeV), bool [N]."""
+    return ev.p4[:, 0, 1] > cut
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_store: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A tiny model, and "training events" made from its own output with a known distortion:
+    70% of its events with the leading object's pT above the median dropped, so the
+    refinement has a known target (23% of such events instead of 50%)."""
+    root = tmp_path_factory.mktemp("refine")
+    model = root / "model"
+    cfg = TrainConfig(epochs=1, batch_size=64, batches_per_epoch=2, device="cpu", val_events=60)
+    train_from_store(tiny_store, model, model_config=TINY, config=cfg)
+    own = read_events_of(model, root / "own.parquet", 12_000, seed=99)
+    cut = float(np.median(own.p4[:, 0, 1]))
+    drop = _hard(own, cut) & (np.random.default_rng(5).random(len(own)) < 0.7)
+    write_events(root / "train.parquet", own[~drop])
+    return {"root": root, "model": model, "train": root / "train.parquet", "cut": cut,
+            "share_model": float(_hard(own, cut).mean()),
+            "share_train": float(_hard(own[~drop], cut).mean())}
+
+
+def read_events_of(model: Path, out: Path, n: int, *, seed: int, refine: bool | None = False) -> Events:
+    generate(model, out, n, seed=seed, refine=refine, batch_size=2000)
+    return read_events(out)
+
+
+@pytest.fixture(scope="module")
+def refined(setup: dict) -> Path:
+    refine_model_dir(setup["model"], [str(setup["train"])], config=SMALL, threads=1)
+    return setup["model"]
+
+
+def test_refinement_moves_the_output_to_the_training_events(setup: dict, refined: Path) -> None:
+    # the known target: 70% of the hard events removed from the model's own output
+    assert setup["share_model"] - setup["share_train"] > 0.2
+    ev = read_events_of(refined, setup["root"] / "r.parquet", 4000, seed=1, refine=True)
+    share = float(_hard(ev, setup["cut"]).mean())
+    assert abs(share - setup["share_train"]) < 0.04, (share, setup)
+    meta = json.loads(json.dumps(ev.meta))["refinement"]
+    assert meta["kept"] + meta["rejected"] == meta["drawn"] > len(ev)
+    assert 0 < meta["acceptance"] < 1 and meta["clipped"] >= 0
+    assert "none moved" in meta["reason"]
+
+
+def test_kept_events_are_drawn_events_unchanged(refined: Path, setup: dict) -> None:
+    ev = read_events_of(refined, setup["root"] / "k.parquet", 1500, seed=2, refine=True)
+    drawn = ev.meta["refinement"]["drawn"]
+    assert drawn % 2000 == 0  # whole batches of 2000 were drawn
+    raw = read_events_of(refined, setup["root"] / "u.parquet", drawn, seed=2, refine=False)
+    rows = {r.tobytes(): i for i, r in enumerate(raw.p4.reshape(len(raw), -1))}
+    idx = [rows[r.tobytes()] for r in ev.p4.reshape(len(ev), -1)]  # KeyError: an event changed
+    assert np.all(np.diff(idx) > 0)
+    np.testing.assert_array_equal(raw.types[idx], ev.types)
+    np.testing.assert_array_equal(raw.met[idx], ev.met)
+    again = read_events_of(refined, setup["root"] / "k2.parquet", 1500, seed=2, refine=True)
+    np.testing.assert_array_equal(again.p4, ev.p4)  # seeded
+
+
+def test_stored_refiner_is_the_fitted_one(refined: Path, setup: dict) -> None:
+    r = load_refiner(refined, required=True)
+    assert isinstance(r, Refiner) and 0 < r.expected_acceptance <= 1
+    ev = read_events(setup["train"])[:300]
+    w = r.weights(ev)
+    assert w.shape == (300,) and np.isfinite(w).all() and (w > 0).all()
+    assert r.info["weights_digest"] == ModelDir(refined).weights_digest()
+    assert r.info["training_events"] == len(read_events(setup["train"]))
+
+
+def test_retrained_weights_make_the_refiner_stale(refined: Path, setup: dict, tmp_path: Path) -> None:
+    import shutil
+
+    import torch
+
+    copy = tmp_path / "m"
+    shutil.copytree(refined, copy)
+    model = load_model(copy)
+    with torch.no_grad():
+        next(model.parameters()).add_(0.01)
+    ModelDir(copy).write_weights(model)
+    with pytest.raises(ConfigError, match="fitted to other weights"):
+        generate(copy, tmp_path / "g.parquet", 100, refine=True)
+    with pytest.warns(UserWarning, match="generating without it"):
+        report = generate(copy, tmp_path / "g.parquet", 100)
+    assert report.refinement is None
+    assert read_events(tmp_path / "g.parquet").meta["refinement"] is None
+
+
+def test_refinement_refuses_what_it_cannot_do(refined: Path, setup: dict, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--no-refine"):
+        generate(refined, tmp_path / "p.parquet", 100, part=(0, 2), shard_size=50)
+    with pytest.raises(ConfigError, match="already has a refiner"):
+        refine_model_dir(refined, [str(setup["train"])], config=SMALL)
+    with pytest.raises(ConfigError, match="1000"):
+        RefineConfig(events=10)
+    with pytest.raises(ConfigError, match="cap_quantile"):
+        RefineConfig(cap_quantile=0.2)
+
+
+def test_a_separable_model_is_warned_about(setup: dict, tmp_path: Path) -> None:
+    import shutil
+
+    from modelhelpers import make_events
+
+    copy = tmp_path / "m"
+    shutil.copytree(setup["model"], copy)
+    other = tmp_path / "other.parquet"
+    write_events(other, make_events(3000, seed=4, process="ttbar"))  # not the model's output
+    with pytest.warns(UserWarning, match="almost perfectly"):
+        refine_model_dir(copy, [str(other)], config=RefineConfig(events=1000, held_out=1000, max_iter=20),
+                         threads=1, overwrite=True)
+
+
+def test_cli_refine_then_generate(setup: dict, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "m"
+    shutil.copytree(setup["model"], copy)
+    ModelDir(copy).remove_refiner()
+    args = ["refine", str(copy), "-t", str(setup["train"]), "--events", "2000", "--held-out",
+            "1000", "--max-iter", "20", "--threads", "1"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "refiner.safetensors" in "".join(res.output.split())
+    assert "drawn events" in " ".join(res.output.split())
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code != 0 and "--overwrite" in res.output
+    out = tmp_path / "g.parquet"
+    res = CliRunner().invoke(app, ["generate", str(copy), "-n", "500", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "refinement kept" in " ".join(res.output.split())
+    assert read_events(out).meta["refinement"]["kept"] >= 500
+    res = CliRunner().invoke(app, ["generate", str(copy), "-n", "500", "-o", str(out),
+                                   "--no-refine", "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert read_events(out).meta["refinement"] is None
+
+
+def test_the_evaluation_report_says_what_refinement_did(refined: Path, setup: dict) -> None:
+    from fastmc.evaluate.generation import generation_note, generation_record
+
+    ev = read_events_of(refined, setup["root"] / "n.parquet", 500, seed=4, refine=True)
+    record = generation_record(ev.meta)
+    r = ev.meta["refinement"]
+    assert record is not None and record["refinement"] == r
+    note = generation_note(record)
+    assert f"kept {100 * r['acceptance']:.1f}% of {r['drawn']:,} drawn events" in note
+    unrefined = generation_record(read_events(setup["train"]).meta) or {}  # --no-refine output
+    assert "refinement" not in unrefined
+    assert generation_note(None) is None
+
+
+def test_python_api_refines_in_memory_too(refined: Path, setup: dict, tmp_path: Path) -> None:
+    import shutil
+
+    import fastmc
+
+    auto = fastmc.generate(refined, 300, seed=3)
+    forced = fastmc.generate(refined, 300, seed=3, refine=True)
+    plain = fastmc.generate(refined, 300, seed=3, refine=False)
+    assert len(auto) == len(forced) == len(plain) == 300
+    np.testing.assert_array_equal(auto.p4, forced.p4)
+    assert not np.array_equal(auto.p4, plain.p4)
+    copy = tmp_path / "m"
+    shutil.copytree(setup["model"], copy)
+    info = fastmc.refine(copy, read_events(setup["train"]), events=2000, max_iter=20,
+                         threads=1, overwrite=True)
+    assert 0 < info["acceptance"] <= 1 and info["trees"] <= 20
+
+
+def test_bench_times_refined_generation_too(refined: Path) -> None:
+    from fastmc.workflows.bench import run_bench
+
+    result = run_bench(refined, scale=0.01, batch_sizes=(100,), targets=("memory",),
+                       device="cpu", simulate=False)
+    rows = [r for r in result["rows"] if "refined" in r["target"]]
+    assert len(rows) == 1 and rows[0]["events"] >= 100 and rows[0]["events_per_s"] > 0
+    assert "% of drawn kept" in rows[0]["target"]
