@@ -116,6 +116,14 @@ def test_retrained_weights_make_the_refiner_stale(refined: Path, setup: dict, tm
     assert read_events(tmp_path / "g.parquet").meta["refinement"] is None
 
 
+def test_a_refiner_applies_to_its_own_prior_only(refined: Path) -> None:
+    with pytest.raises(ConfigError, match="prior 'normal', not 'gmm'"):
+        load_refiner(refined, required=True, prior="gmm")
+    with pytest.warns(UserWarning, match="--prior gmm"):
+        assert load_refiner(refined, prior="gmm") is None
+    assert load_refiner(refined, required=True).info["prior"] == "normal"
+
+
 def test_refinement_refuses_what_it_cannot_do(refined: Path, setup: dict, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--no-refine"):
         generate(refined, tmp_path / "p.parquet", 100, part=(0, 2), shard_size=50)

@@ -28,6 +28,10 @@ def refine_cmd(
         "the share of events whose correction is clipped).",
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the fit's generation and classifier."),
+    prior: str = typer.Option(
+        "normal", "--prior", help="Latent prior the model generates with (a VAE's; the flow: "
+        "normal): the refiner corrects that prior's output only.",
+    ),
     threads: int | None = typer.Option(None, "--threads", min=1, show_default=False,
                                        help="CPU threads (torch and the classifier)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing refiner."),
@@ -40,7 +44,7 @@ def refine_cmd(
     with errors_as_exit():
         n = _set_threads(threads)
         config = RefineConfig(events=events, held_out=held_out, max_iter=max_iter,
-                              cap_quantile=cap_quantile, seed=seed)
+                              cap_quantile=cap_quantile, seed=seed, prior=prior)
         with console.status("refine") as status:
             refiner = refine_model_dir(
                 model_dir, train, config=config, threads=n, overwrite=overwrite,

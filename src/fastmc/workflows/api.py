@@ -123,7 +123,7 @@ def generate(model: GenerativeModel | PathLike, n: int, *, prior: str = "normal"
         if output is not None:
             _generate(model, output, n, device=device, progress=progress, refine=refine, **what)
             return Path(output)
-        refiner = _refiner(model, refine)
+        refiner = _refiner(model, refine, prior)
         dev = resolve_device(device)
         loaded = load_model(model, device=str(dev)) if isinstance(model, str | os.PathLike) \
             else model.to(dev).eval()
@@ -139,15 +139,18 @@ def generate(model: GenerativeModel | PathLike, n: int, *, prior: str = "normal"
 
 def refine(model_dir: PathLike, training: Events | PathLike | Iterable[PathLike], *,
            events: int = 100_000, max_iter: int = 300, cap_quantile: float = 0.99, seed: int = 0,
-           threads: int | None = None, overwrite: bool = False) -> dict[str, Any]:
+           prior: str = "normal", threads: int | None = None,
+           overwrite: bool = False) -> dict[str, Any]:
     """Fit the classifier refinement of the one-process model in ``model_dir`` on its training
     events (``training``: Events, or event files: paths or globs) and store it there; :func:`generate`
     then keeps or drops whole events with it (docs/models.md, "Classifier refinement").
-    Returns what the fit measured (kept share, clipped share, trees, validation log-loss).
+    ``prior``: the latent prior generation will use (a VAE's).  Returns what the fit measured
+    (kept share, clipped share, trees, validation log-loss).
     Never fit it on the sample you evaluate against."""
     from fastmc.workflows.refine import RefineConfig, refine_model_dir
 
-    config = RefineConfig(events=events, max_iter=max_iter, cap_quantile=cap_quantile, seed=seed)
+    config = RefineConfig(events=events, max_iter=max_iter, cap_quantile=cap_quantile, seed=seed,
+                          prior=prior)
     if isinstance(training, str | os.PathLike):
         training = [training]
     elif not isinstance(training, Events):

@@ -162,7 +162,7 @@ def _bench_refined(model_dir: str, prior: str, process: str, *, scale: float, ba
     from fastmc.workflows.generate import generate_events
     from fastmc.workflows.refine import load_refiner
 
-    refiner = load_refiner(model_dir)
+    refiner = load_refiner(model_dir, prior=prior)
     if refiner is None:
         return []
     m = load_model(model_dir, device="cpu")

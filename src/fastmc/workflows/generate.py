@@ -400,11 +400,11 @@ def _seed_meta(n: int, seed: int, shard_size: int, part: tuple[int, int] | None)
             "events": [first, stop]}
 
 
-def _load(model: GenerativeModel | str | os.PathLike[str], device: str, refine: bool | None
-          ) -> tuple[GenerativeModel, str | None, Refiner | None]:
-    """(the model on ``device``, its directory or None, the refiner a run uses)."""
+def _load(model: GenerativeModel | str | os.PathLike[str], device: str, refine: bool | None,
+          prior: str) -> tuple[GenerativeModel, str | None, Refiner | None]:
+    """(the model on ``device``, its directory or None, the refiner a run with ``prior`` uses)."""
     dev = resolve_device(device)
-    refiner = _refiner(model, refine)
+    refiner = _refiner(model, refine, prior)
     if not isinstance(model, GenerativeModel):
         return load_model(model, device=dev), str(Path(model).resolve()), refiner
     return model.to(dev).eval(), None, refiner
@@ -510,7 +510,7 @@ def generate(
     """
     from fastmc.io import open_writer
 
-    model, model_dir, refiner = _load(model, device, refine)
+    model, model_dir, refiner = _load(model, device, refine, prior)
     plan = process_plan(model, process=process, cocktail=cocktail, prior=prior, params=params,
                         force=force)
     n = _run_size(model, n, cocktail, lumi)
@@ -553,8 +553,8 @@ def generate(
     )
 
 
-def _refiner(model: GenerativeModel | str | os.PathLike[str], refine: bool | None
-             ) -> Refiner | None:
+def _refiner(model: GenerativeModel | str | os.PathLike[str], refine: bool | None,
+             prior: str = "normal") -> Refiner | None:
     """The refiner a run uses (see :func:`generate`'s ``refine``)."""
     if refine is False:
         return None
@@ -565,7 +565,7 @@ def _refiner(model: GenerativeModel | str | os.PathLike[str], refine: bool | Non
         return None
     from fastmc.workflows.refine import load_refiner
 
-    return load_refiner(model, required=bool(refine))
+    return load_refiner(model, required=bool(refine), prior=prior)
 
 
 def _model_rejection(before: dict[str, int], after: dict[str, int]) -> dict[str, Any]:

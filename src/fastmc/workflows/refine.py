@@ -63,7 +63,9 @@ class RefineConfig:
     ``validation_fraction`` of the fit events, ``n_iter_no_change`` rounds);
     ``learning_rate``, ``max_leaf_nodes``: of the trees; ``cap_quantile``: the weight cap is
     this quantile of ``w`` on the held-out generated events (1 - it is the share of drawn
-    events whose correction is clipped); ``seed``: generation seeds, subsample and classifier.
+    events whose correction is clipped); ``seed``: generation seeds, subsample and classifier;
+    ``prior``: the latent prior the model generates with (a VAE's; the flow: ``"normal"``):
+    the refiner corrects that prior's output only.
     """
 
     events: int = 100_000
@@ -75,6 +77,7 @@ class RefineConfig:
     n_iter_no_change: int = 20
     cap_quantile: float = 0.99
     seed: int = 0
+    prior: str = "normal"
 
     def __post_init__(self) -> None:
         if self.events < 1000 or self.held_out < 1000:
@@ -126,10 +129,10 @@ class Refiner:
         return float(self.info["acceptance"])
 
 
-def _generate(model: Any, n: int, seed: int) -> Events:
+def _generate(model: Any, n: int, seed: int, prior: str) -> Events:
     from fastmc.workflows.generate import generate_events
 
-    return Events.concatenate(list(generate_events(model, n, seed=seed, refiner=None)))
+    return Events.concatenate(list(generate_events(model, n, seed=seed, prior=prior, refiner=None)))
 
 
 def fit_refiner(model: Any, training: Events, *, config: RefineConfig | None = None,
@@ -152,8 +155,8 @@ def fit_refiner(model: Any, training: Events, *, config: RefineConfig | None = N
     say = progress or (lambda _msg: None)
     t0 = time.perf_counter()
     say(f"generating {cfg.events:,} + {cfg.held_out:,} events")
-    fit_gen = _generate(model, cfg.events, derive_seed(cfg.seed, "refine-fit"))
-    held = _generate(model, cfg.held_out, derive_seed(cfg.seed, "refine-held-out"))
+    fit_gen = _generate(model, cfg.events, derive_seed(cfg.seed, "refine-fit"), cfg.prior)
+    held = _generate(model, cfg.held_out, derive_seed(cfg.seed, "refine-held-out"), cfg.prior)
     say("whole-event features")
     f_train, f_gen = whole_event_features(training), whole_event_features(fit_gen)
     x = np.concatenate([f_train.values, f_gen.values])
@@ -199,7 +202,7 @@ def fit_refiner(model: Any, training: Events, *, config: RefineConfig | None = N
         "trees": trees.n_trees, "depth": trees.depth,
         "validation_log_loss": None if math.isnan(log_loss) else log_loss,
         "training_events": len(training), "generated_events": len(fit_gen),
-        "held_out_events": len(held), "process": model.processes[0],
+        "held_out_events": len(held), "process": model.processes[0], "prior": cfg.prior,
         "config": dataclasses.asdict(cfg), "weights_digest": weights_digest,
         "fastmc_version": __version__, "seconds": round(time.perf_counter() - t0, 1),
     }
@@ -218,10 +221,12 @@ def save_refiner(model_dir: Any, refiner: Refiner) -> None:
     })
 
 
-def load_refiner(model_dir: Any, *, required: bool = False) -> Refiner | None:
+def load_refiner(model_dir: Any, *, required: bool = False, prior: str = "normal"
+                 ) -> Refiner | None:
     """The model directory's refiner; None when it has none (ConfigError when ``required``).
-    A refiner fitted to other weights than the directory's (retrained since) is stale: None
-    with a warning, or ConfigError when ``required``."""
+    A refiner fitted to other weights than the directory's (retrained since), or to the output
+    of another latent prior than ``prior``, does not apply: None with a warning, or
+    ConfigError when ``required``."""
     from fastmc.models.modeldir import ModelDir
 
     md = ModelDir(model_dir)
@@ -233,9 +238,15 @@ def load_refiner(model_dir: Any, *, required: bool = False) -> Refiner | None:
         return None
     arrays, desc = stored
     info = dict(desc.get("info") or {})
+    msg = None
     if info.get("weights_digest") != md.weights_digest():
         msg = (f"{model_dir}: the refiner was fitted to other weights (the model was retrained "
                "since); fit it again with `fastmc refine`")
+    elif info.get("prior", "normal") != prior:
+        msg = (f"{model_dir}: the refiner was fitted to the output of prior "
+               f"{info.get('prior', 'normal')!r}, not {prior!r}; generate with that prior or fit "
+               f"it again with `fastmc refine --prior {prior} --overwrite`")
+    if msg is not None:
         if required:
             raise ConfigError(msg)
         warnings.warn(msg + "; generating without it", UserWarning, stacklevel=2)
