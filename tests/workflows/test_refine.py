@@ -57,7 +57,9 @@ def read_events_of(model: Path, out: Path, n: int, *, seed: int, refine: bool | 
 
 @pytest.fixture(scope="module")
 def refined(setup: dict) -> Path:
-    refine_model_dir(setup["model"], [str(setup["train"])], config=SMALL, threads=1)
+    # the distorted copy of the model's own output is not the file it was trained on: warned
+    with pytest.warns(UserWarning, match="not among the files the model was trained on"):
+        refine_model_dir(setup["model"], [str(setup["train"])], config=SMALL, threads=1)
     return setup["model"]
 
 
@@ -141,12 +143,10 @@ def test_a_separable_model_is_warned_about(setup: dict, tmp_path: Path) -> None:
     from modelhelpers import make_events
 
     copy = tmp_path / "m"
-    shutil.copytree(setup["model"], copy)
-    other = tmp_path / "other.parquet"
-    write_events(other, make_events(3000, seed=4, process="ttbar"))  # not the model's output
+    shutil.copytree(setup["model"], copy)  # then synthetic events, not the model's output:
     with pytest.warns(UserWarning, match="almost perfectly"):
-        refine_model_dir(copy, [str(other)], config=RefineConfig(events=1000, held_out=1000, max_iter=20),
-                         threads=1, overwrite=True)
+        refine_model_dir(copy, make_events(3000, seed=4, process="ttbar"), threads=1,
+                         config=RefineConfig(events=1000, held_out=1000, max_iter=20), overwrite=True)
 
 
 def test_cli_refine_then_generate(setup: dict, tmp_path: Path) -> None:
@@ -160,6 +160,7 @@ def test_cli_refine_then_generate(setup: dict, tmp_path: Path) -> None:
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "refiner.safetensors" in "".join(res.output.split())
+    assert "warning: the training events given are not among" in " ".join(res.output.split())
     assert "drawn events" in " ".join(res.output.split())
     res = CliRunner().invoke(app, args)
     assert res.exit_code != 0 and "--overwrite" in res.output
@@ -214,3 +215,18 @@ def test_bench_times_refined_generation_too(refined: Path) -> None:
     rows = [r for r in result["rows"] if "refined" in r["target"]]
     assert len(rows) == 1 and rows[0]["events"] >= 100 and rows[0]["events_per_s"] > 0
     assert "% of drawn kept" in rows[0]["target"]
+
+
+def test_the_models_store_gives_its_training_split(setup: dict, tiny_store: Path) -> None:
+    """-t STORE: the store's training split, no provenance warning; the store's source file
+    (which also holds its test split) is warned about; another file too."""
+    from fastmc.data.store import open_store
+    from fastmc.workflows.refine import _training_events
+
+    data = ModelDir(setup["model"]).read_config()["data"]
+    events = _training_events([str(tiny_store)], data)  # no warning (errors in this suite)
+    assert len(events) == len(open_store(tiny_store).events("train"))
+    with pytest.warns(UserWarning, match="also hold the events of the store's test split"):
+        _training_events([str(tiny_store.parent / "tiny.csv")], data)
+    with pytest.warns(UserWarning, match="not among the files the model was trained on"):
+        _training_events(str(setup["train"]), data)

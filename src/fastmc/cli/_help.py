@@ -50,7 +50,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "fastmc generate beta-vae -n 20000 --prior gmm --channel chan1 -o gen.root",
     ),
     "refine": (
-        "fastmc refine flow -t ttbar_train.parquet",
+        "fastmc refine flow -t store",
         "fastmc refine flow -t 'train_*.csv' --events 200000 --overwrite",
     ),
     "export": ("fastmc export beta-vae -o generator.onnx",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import typer
@@ -14,8 +15,9 @@ def refine_cmd(
     model_dir: Path = typer.Argument(..., help="Model directory from `fastmc train` (one process)."),
     train: list[str] = typer.Option(
         ..., "--train", "-t",
-        help="The model's training events (repeatable; Dark Machines CSV in MeV, Parquet or "
-        "ROOT in GeV; globs allowed). Never the sample you evaluate against.",
+        help="The model's training events: its event store (the training split is used) or "
+        "event files (repeatable; Dark Machines CSV in MeV, Parquet or ROOT in GeV; globs). "
+        "Never the sample you evaluate against.",
     ),
     events: int = typer.Option(100_000, "--events", min=1000,
                                help="Events the model generates for the fit."),
@@ -45,11 +47,14 @@ def refine_cmd(
         n = _set_threads(threads)
         config = RefineConfig(events=events, held_out=held_out, max_iter=max_iter,
                               cap_quantile=cap_quantile, seed=seed, prior=prior)
-        with console.status("refine") as status:
+        with console.status("refine") as status, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
             refiner = refine_model_dir(
                 model_dir, train, config=config, threads=n, overwrite=overwrite,
                 progress=lambda msg: status.update(f"refine: {msg}"),
             )
+    for w in caught:
+        console.print(f"[yellow]warning:[/] {w.message}", highlight=False)
     i = refiner.info
     console.print(
         f"[green]done[/]: refiner in {model_dir}/refiner.safetensors: {i['trees']} trees on "

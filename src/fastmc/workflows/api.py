@@ -142,7 +142,7 @@ def refine(model_dir: PathLike, training: Events | PathLike | Iterable[PathLike]
            prior: str = "normal", threads: int | None = None,
            overwrite: bool = False) -> dict[str, Any]:
     """Fit the classifier refinement of the one-process model in ``model_dir`` on its training
-    events (``training``: Events, or event files: paths or globs) and store it there; :func:`generate`
+    events (``training``: Events, the model's event store, or event files) and store it there; :func:`generate`
     then keeps or drops whole events with it (docs/models.md, "Classifier refinement").
     ``prior``: the latent prior generation will use (a VAE's).  Returns what the fit measured
     (kept share, clipped share, trees, validation log-loss).

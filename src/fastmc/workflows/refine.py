@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -262,13 +263,62 @@ def load_refiner(model_dir: Any, *, required: bool = False, prior: str = "normal
                           "`fastmc refine --overwrite`") from None
 
 
+def _sha256(path: Any) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_provenance(data: dict[str, Any] | None, paths: list[Any]) -> None:
+    """Warn when the event files are not the model's training sources (``config.json``'s data
+    provenance), or when they are but also hold the store's test split."""
+    sources = {s.get("sha256"): s.get("name") for s in (data or {}).get("sources") or []}
+    if not sources:
+        return
+    given = {_sha256(p) for p in paths}
+    if not given & set(sources):
+        warnings.warn(
+            f"the training events given are not among the files the model was trained on "
+            f"({', '.join(sorted(map(str, sources.values())))}): refine on the model's training "
+            "events (pass its event store), never on the sample you evaluate against",
+            UserWarning, stacklevel=3)
+    elif ((data or {}).get("fractions") or {}).get("test", 0) > 0:
+        warnings.warn(
+            "these files also hold the events of the store's test split; if you evaluate against "
+            "that split, pass the store instead (-t STORE: its training split only)",
+            UserWarning, stacklevel=3)
+
+
+def _training_events(training: Any, data: dict[str, Any] | None) -> Events:
+    """Events, an event store's training split, or event files (checked against ``data``)."""
+    from fastmc.data.sources import is_store
+    from fastmc.io import expand_paths, read_events
+
+    if isinstance(training, Events):
+        return training
+    paths = [training] if isinstance(training, str | os.PathLike) else list(training)
+    if len(paths) == 1 and is_store(paths[0]):
+        from fastmc.data.store import open_store
+
+        return open_store(paths[0]).events("train")
+    files = expand_paths(paths)
+    _check_provenance(data, files)
+    # the features see the leading objects only: a wide width reads any file whole
+    return read_events(files, max_objects=64)
+
+
 def refine_model_dir(model_dir: Any, training: Any, *, config: RefineConfig | None = None,
                      threads: int | None = None, overwrite: bool = False,
                      progress: Callable[[str], None] | None = None) -> Refiner:
-    """Fit the refinement of the model in ``model_dir`` on the ``training`` events (Events, or
-    files: paths or globs of Dark Machines CSV in MeV, Parquet or ROOT in GeV) and store it there.  An
-    existing refiner is replaced only with ``overwrite`` (ConfigError otherwise)."""
-    from fastmc.io import read_events
+    """Fit the refinement of the model in ``model_dir`` on the ``training`` events and store it
+    there: Events, an event store (its training split: the model's own training events when
+    it is the model's store) or files (paths or globs of Dark Machines CSV in MeV, Parquet or
+    ROOT in GeV; a warning when they are not the files the model was trained on).  An existing
+    refiner is replaced only with ``overwrite`` (ConfigError otherwise)."""
     from fastmc.models.modeldir import ModelDir, load_model
 
     md = ModelDir(model_dir)
@@ -277,8 +327,7 @@ def refine_model_dir(model_dir: Any, training: Any, *, config: RefineConfig | No
     model = load_model(model_dir)
     say = progress or (lambda _msg: None)
     say("reading the training events")
-    # the features see the leading objects only: a wide width reads any file whole
-    events = training if isinstance(training, Events) else read_events(training, max_objects=64)
+    events = _training_events(training, md.read_config().get("data"))
     refiner = fit_refiner(model, events, config=config, weights_digest=md.weights_digest(),
                           threads=threads, progress=progress)
     save_refiner(model_dir, refiner)
