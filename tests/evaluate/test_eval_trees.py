@@ -52,6 +52,18 @@ def test_logits_are_scikit_learns_predictions(seed: int) -> None:
     np.testing.assert_allclose(logit, clf.decision_function(x), rtol=0, atol=1e-9)
 
 
+def test_the_first_trees_are_the_classifier_at_that_iteration() -> None:
+    clf, rng = _fitted(3)
+    x = rng.normal(size=(400, 7))
+    staged = list(clf.staged_decision_function(x))
+    for k in (1, 17, clf.n_iter_):
+        trees = TreeEnsemble.from_sklearn(clf, n_trees=k)
+        assert trees.n_trees == k
+        np.testing.assert_allclose(trees.logit(x), staged[k - 1], rtol=0, atol=1e-9)
+    none = TreeEnsemble.from_sklearn(clf, n_trees=0)  # the baseline alone
+    np.testing.assert_array_equal(none.logit(x), np.full(len(x), none.baseline))
+
+
 def test_array_round_trip_keeps_every_logit() -> None:
     clf, rng = _fitted(2)
     trees = TreeEnsemble.from_sklearn(clf)

@@ -24,7 +24,7 @@ from modelhelpers import TINY
 
 pytest.importorskip("sklearn")
 
-SMALL = RefineConfig(events=4000, held_out=3000, max_iter=60, seed=3)
+SMALL = RefineConfig(events=4000, held_out=3000, max_iter=150, seed=3)
 
 
 def _hard(ev: Events, cut: float) -> np.ndarray:
@@ -68,7 +68,9 @@ def test_refinement_moves_the_output_to_the_training_events(setup: dict, refined
     assert setup["share_model"] - setup["share_train"] > 0.2
     ev = read_events_of(refined, setup["root"] / "r.parquet", 4000, seed=1, refine=True)
     share = float(_hard(ev, setup["cut"]).mean())
-    assert abs(share - setup["share_train"]) < 0.04, (share, setup)
+    # most of the way to the target, not past it (a smooth classifier rounds the sharp cut)
+    moved = (setup["share_model"] - share) / (setup["share_model"] - setup["share_train"])
+    assert 0.75 < moved < 1.15, (share, setup)
     meta = json.loads(json.dumps(ev.meta))["refinement"]
     assert meta["kept"] + meta["rejected"] == meta["drawn"] > len(ev)
     assert 0 < meta["acceptance"] < 1 and meta["clipped"] >= 0
@@ -230,3 +232,20 @@ def test_the_models_store_gives_its_training_split(setup: dict, tiny_store: Path
         _training_events([str(tiny_store.parent / "tiny.csv")], data)
     with pytest.warns(UserWarning, match="not among the files the model was trained on"):
         _training_events(str(setup["train"]), data)
+
+
+def test_refining_on_the_models_own_output_changes_little(setup: dict, tmp_path: Path) -> None:
+    """Null test: training events drawn from the model itself (another seed) leave the
+    classifier nothing to learn: log-loss at ln 2, weights near 1, most events kept."""
+    import math
+    import shutil
+
+    copy = tmp_path / "m"
+    shutil.copytree(setup["model"], copy)
+    own = read_events_of(copy, tmp_path / "own.parquet", 6000, seed=123)
+    with pytest.warns(UserWarning, match="not among the files"):
+        info = refine_model_dir(copy, [str(tmp_path / "own.parquet")], config=SMALL,
+                                overwrite=True, threads=1).info
+    assert len(own) == info["training_events"] == 6000
+    assert info["validation_log_loss"] > math.log(2) - 0.01
+    assert info["acceptance"] > 0.7

@@ -73,9 +73,10 @@ class TreeEnsemble:
         return len(self.roots)
 
     @classmethod
-    def from_sklearn(cls, clf: Any) -> TreeEnsemble:
+    def from_sklearn(cls, clf: Any, *, n_trees: int | None = None) -> TreeEnsemble:
         """The trees of a fitted binary ``HistGradientBoostingClassifier`` without categorical
-        features (ValueError otherwise)."""
+        features (ValueError otherwise); ``n_trees``: only the first ones (the classifier as it
+        was after that many boosting iterations, e.g. the best on its validation split)."""
         predictors = getattr(clf, "_predictors", None)
         if predictors is None:
             raise ValueError("TreeEnsemble.from_sklearn needs a fitted HistGradientBoostingClassifier")
@@ -83,7 +84,7 @@ class TreeEnsemble:
             raise ValueError("TreeEnsemble.from_sklearn: only binary classifiers (one tree per iteration)")
         parts: dict[str, list[np.ndarray]] = {k: [] for k in _FIELDS}
         roots, depths, offset = [], [], 0
-        trees = [pred for (pred,) in predictors]
+        trees = [pred for (pred,) in predictors][:n_trees]
         for pred in sorted(trees, key=lambda t: -int(t.nodes["depth"].max())):
             nodes = pred.nodes
             if nodes["is_categorical"].any():
@@ -103,7 +104,9 @@ class TreeEnsemble:
             depths.append(int(n["depth"].max()))
             offset += len(n)
         baseline = float(np.asarray(clf._baseline_prediction).ravel()[0])
-        return cls(**{k: np.concatenate(v) for k, v in parts.items()},
+        empty = {"feature": np.int32, "threshold": np.float64, "missing_left": bool,
+                 "child": np.int32, "value": np.float64}
+        return cls(**{k: np.concatenate(v) if v else np.zeros(0, empty[k]) for k, v in parts.items()},
                    roots=np.asarray(roots, np.int32), depths=np.asarray(depths, np.int32),
                    baseline=baseline, depth=max(depths, default=0),
                    n_features=int(clf.n_features_in_))

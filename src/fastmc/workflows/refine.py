@@ -13,7 +13,8 @@ measured at the fit and counted again in every generation run (output metadata
 ``refinement``).  Nothing in an event is changed: whole events are kept or dropped.
 
 The classifier is scikit-learn's ``HistGradientBoostingClassifier`` (early stopping on
-``validation_fraction`` of the fit events), stored as arrays (:class:`TreeEnsemble`) in the
+``validation_fraction`` of the fit events; only the trees up to the best validation score are
+kept, so that on events the model already reproduces it keeps none: w = 1), stored as arrays (:class:`TreeEnsemble`) in the
 model directory's ``refiner.safetensors`` with the digest of the weights it was fitted to:
 retrained weights make it stale, and generation then refuses it (or, by default, warns and
 generates without it).
@@ -61,7 +62,8 @@ class RefineConfig:
     ``events``: events the model generates for the fit (the training events are all used;
     about as many as those is right); ``held_out``: further generated events that set the cap
     and measure the acceptance; ``max_iter``: trees at most (early stopping on
-    ``validation_fraction`` of the fit events, ``n_iter_no_change`` rounds);
+    ``validation_fraction`` of the fit events, ``n_iter_no_change`` rounds; the trees up to
+    the best validation score are kept);
     ``learning_rate``, ``max_leaf_nodes``: of the trees; ``cap_quantile``: the weight cap is
     this quantile of ``w`` on the held-out generated events (1 - it is the share of drawn
     events whose correction is clipped); ``seed``: generation seeds, subsample and classifier;
@@ -179,10 +181,13 @@ def fit_refiner(model: Any, training: Events, *, config: RefineConfig | None = N
 
         with threadpool_limits(limits=threads):
             clf.fit(x, y, sample_weight=w)
-    trees = TreeEnsemble.from_sklearn(clf)
+    # early stopping ends n_iter_no_change trees after the best iteration: keep only up to the
+    # best (validation_score_[k] = the score after k trees), so that no tree fits noise
+    best = int(np.argmax(clf.validation_score_))
+    trees = TreeEnsemble.from_sklearn(clf, n_trees=best)
     refiner = Refiner(trees=trees, sparse=sparse, feature_names=f_train.names, cap=math.inf,
                       info={})
-    log_loss = float(-clf.validation_score_[-1]) if len(clf.validation_score_) else math.nan
+    log_loss = float(-clf.validation_score_[best])
     if log_loss < _SEPARABLE_LOG_LOSS:
         warnings.warn(
             f"the classifier tells the model's events from the training events almost perfectly "
