@@ -172,6 +172,11 @@ def test_cli_refine_then_generate(setup: dict, tmp_path: Path) -> None:
     assert "refinement kept" in " ".join(res.output.split())
     assert read_events(out).meta["refinement"]["kept"] >= 500
     res = CliRunner().invoke(app, ["generate", str(copy), "-n", "500", "-o", str(out),
+                                   "--where", "met > 0", "--overwrite"])
+    assert res.exit_code == 0, res.output
+    meta = read_events(out).meta
+    assert f"of {meta['refinement']['kept']:,} refined events" in " ".join(res.output.split())
+    res = CliRunner().invoke(app, ["generate", str(copy), "-n", "500", "-o", str(out),
                                    "--no-refine", "--overwrite"])
     assert res.exit_code == 0, res.output
     assert read_events(out).meta["refinement"] is None

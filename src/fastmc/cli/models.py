@@ -487,8 +487,9 @@ def generate_cmd(
     if len(report.process_counts) > 1:
         msg += "; " + ", ".join(f"{p} {c:,}" for p, c in report.process_counts.items())
     if report.efficiency is not None and (channel or where):
-        msg += (f"; selection kept {100 * report.efficiency:.3g}% of {report.attempted:,} "
-                f"generated events ({report.region_path})")
+        seen = report.refinement["kept"] if report.refinement else report.attempted
+        msg += (f"; selection kept {100 * report.efficiency:.3g}% of {seen:,} "
+                f"{'refined' if report.refinement else 'generated'} events ({report.region_path})")
     if report.refinement is not None:
         r = report.refinement
         msg += (f"; refinement kept {100 * (r['acceptance'] or 0):.1f}% of {r['drawn']:,} drawn "
