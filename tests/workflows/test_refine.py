@@ -254,3 +254,9 @@ def test_refining_on_the_models_own_output_changes_little(setup: dict, tmp_path:
     assert len(own) == info["training_events"] == 6000
     assert info["validation_log_loss"] > math.log(2) - 0.01
     assert info["acceptance"] > 0.7
+
+
+def test_weights_on_threads_are_the_same(refined: Path, setup: dict) -> None:
+    r = load_refiner(refined, required=True)
+    ev = read_events(setup["train"])[:3000]
+    np.testing.assert_array_equal(r.weights(ev, threads=3), r.weights(ev))

@@ -350,10 +350,10 @@ def _keep(events: Events, refiner: Refiner | None, rng: np.random.Generator,
 
 def _refine(events: Events, refiner: Refiner, rng: np.random.Generator,
             stats: dict[str, Any]) -> Events:
-    """The events of a batch the refiner keeps; the counts ``refine_drawn``, ``refine_kept``
-    and ``refine_clipped`` (weights above the cap) of ``stats`` (:func:`generate_events`) go
-    up."""
-    keep, clipped = refiner.accept(events, rng)
+    """The events of a batch the refiner keeps (its weights on torch's number of threads);
+    the counts ``refine_drawn``, ``refine_kept`` and ``refine_clipped`` (weights above the
+    cap) of ``stats`` (:func:`generate_events`) go up."""
+    keep, clipped = refiner.accept(events, rng, threads=torch.get_num_threads())
     for key, add in (("refine_drawn", len(events)), ("refine_kept", int(keep.sum())),
                      ("refine_clipped", clipped)):
         stats[key] = stats.get(key, 0) + add
