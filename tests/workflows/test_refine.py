@@ -146,9 +146,12 @@ def test_a_separable_model_is_warned_about(setup: dict, tmp_path: Path) -> None:
 
     copy = tmp_path / "m"
     shutil.copytree(setup["model"], copy)  # then synthetic events, not the model's output:
-    with pytest.warns(UserWarning, match="almost perfectly"):
+    with pytest.warns(UserWarning) as caught:
         refine_model_dir(copy, make_events(3000, seed=4, process="ttbar"), threads=1,
                          config=RefineConfig(events=1000, held_out=1000, max_iter=20), overwrite=True)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "almost perfectly" in messages
+    assert "not calibrated" in messages  # such weights are far from averaging 1 as well
 
 
 def test_cli_refine_then_generate(setup: dict, tmp_path: Path) -> None:
@@ -209,8 +212,12 @@ def test_python_api_refines_in_memory_too(refined: Path, setup: dict, tmp_path: 
     assert not np.array_equal(auto.p4, plain.p4)
     copy = tmp_path / "m"
     shutil.copytree(setup["model"], copy)
-    info = fastmc.refine(copy, read_events(setup["train"]), events=2000, max_iter=20,
-                         threads=1, overwrite=True)
+    import warnings
+
+    with warnings.catch_warnings(record=True):  # a 20-tree fit on 2,000 events may be uncalibrated
+        warnings.simplefilter("always")
+        info = fastmc.refine(copy, read_events(setup["train"]), events=2000, max_iter=20,
+                             threads=1, overwrite=True)
     assert 0 < info["acceptance"] <= 1 and info["trees"] <= 20
 
 
@@ -254,6 +261,7 @@ def test_refining_on_the_models_own_output_changes_little(setup: dict, tmp_path:
     assert len(own) == info["training_events"] == 6000
     assert info["validation_log_loss"] > math.log(2) - 0.01
     assert info["acceptance"] > 0.7
+    assert abs(info["mean_weight_generated"] - 1) < 0.05  # calibrated: no warning either
 
 
 def test_weights_on_threads_are_the_same(refined: Path, setup: dict) -> None:

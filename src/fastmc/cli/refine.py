@@ -62,6 +62,7 @@ def refine_cmd(
         f"(validation log-loss {i['validation_log_loss'] or float('nan'):.4f}; 0.6931 = "
         f"indistinguishable); "
         f"generation will keep {100 * i['acceptance']:.1f}% of drawn events, "
-        f"{100 * i['clipped_share']:.2f}% above the weight cap {i['cap']:.3g} "
-        f"({i['seconds']:.0f} s)", highlight=False,
+        f"{100 * i['clipped_share']:.2f}% above the weight cap {i['cap']:.3g}; mean weight over "
+        f"generated events {i['mean_weight_generated']:.3f} (1 = calibrated) ({i['seconds']:.0f} s)",
+        highlight=False,
     )

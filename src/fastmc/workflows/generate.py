@@ -444,7 +444,8 @@ def _refinement_meta(refiner: Refiner | None, stats: Mapping[str, Any]) -> dict[
     clipped = int(stats.get("refine_clipped", 0))
     fit = {k: refiner.info.get(k) for k in ("method", "acceptance", "clipped_share", "cap",
                                             "cap_quantile", "trees", "training_events",
-                                            "generated_events", "validation_log_loss")}
+                                            "generated_events", "validation_log_loss",
+                                            "mean_weight_generated")}
     return {
         "drawn": drawn, "kept": kept, "rejected": drawn - kept,
         "acceptance": kept / drawn if drawn else None,

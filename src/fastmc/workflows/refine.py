@@ -54,6 +54,9 @@ _SPARSE_MIN = 20
 #: A validation log-loss below this (0.693 = indistinguishable) means the model misses whole
 #: regions of the training events: refinement warns.
 _SEPARABLE_LOG_LOSS = 0.5
+#: |mean of w over held-out generated events - 1| above this: the weights are not calibrated
+#: (a density ratio p_train / p_model averages 1 over the model's events): refinement warns.
+_MEAN_WEIGHT_TOLERANCE = 0.05
 #: Events per thread at least when :meth:`Refiner.weights` splits a batch over threads.
 _MIN_PART = 1024
 
@@ -211,6 +214,14 @@ def fit_refiner(model: Any, training: Events, *, config: RefineConfig | None = N
             "where the model puts none; train the model better (or check that the training "
             "events are of the model's process) before refining", UserWarning, stacklevel=2)
     w_held = refiner.weights(held)
+    mean_w = float(w_held.mean())
+    if abs(mean_w - 1.0) > _MEAN_WEIGHT_TOLERANCE:
+        warnings.warn(
+            f"the refiner's weights are not calibrated: their mean over generated events is "
+            f"{mean_w:.3f} (a density ratio averages 1 there); refined samples may then be biased "
+            "in marginals the classifier reweights unevenly (measured: HT 1-3% low, "
+            "docs/results.md session 10): check the observables your analysis uses",
+            UserWarning, stacklevel=2)
     cap = float(np.quantile(w_held, cfg.cap_quantile))
     if not math.isfinite(cap) or cap <= 0:
         raise ConfigError(f"the refinement weights are degenerate (cap {cap}); the model and the "
@@ -219,6 +230,7 @@ def fit_refiner(model: Any, training: Events, *, config: RefineConfig | None = N
         "method": "classifier rejection (DCTR, arXiv:2009.03796): keep with min(w / cap, 1)",
         "acceptance": float(np.minimum(w_held / cap, 1.0).mean()),
         "clipped_share": float((w_held > cap).mean()),
+        "mean_weight_generated": mean_w,
         "cap": cap, "cap_quantile": cfg.cap_quantile,
         "trees": trees.n_trees, "depth": trees.depth,
         "validation_log_loss": None if math.isnan(log_loss) else log_loss,
