@@ -156,6 +156,25 @@ def _generate(model: Any, n: int, seed: int, prior: str) -> Events:
     return Events.concatenate(list(generate_events(model, n, seed=seed, prior=prior, refiner=None)))
 
 
+def _warn_fit(log_loss: float, mean_w: float) -> None:
+    """Warnings about a fit: samples separated almost perfectly (the model misses regions), or
+    weights whose mean over generated events is far from 1 (not a calibrated density ratio)."""
+    if log_loss < _SEPARABLE_LOG_LOSS:
+        warnings.warn(
+            f"the classifier tells the model's events from the training events almost perfectly "
+            f"(validation log-loss {log_loss:.3f}; {math.log(2):.3f} = indistinguishable): the "
+            "model misses regions of the training events, and rejection cannot add events "
+            "where the model puts none; train the model better (or check that the training "
+            "events are of the model's process) before refining", UserWarning, stacklevel=3)
+    if abs(mean_w - 1.0) > _MEAN_WEIGHT_TOLERANCE:
+        warnings.warn(
+            f"the refiner's weights are not calibrated: their mean over generated events is "
+            f"{mean_w:.3f} (a density ratio averages 1 there); refined samples may then be biased "
+            "in marginals the classifier reweights unevenly (measured: HT 1-3% low, "
+            "docs/results.md session 10): check the observables your analysis uses",
+            UserWarning, stacklevel=3)
+
+
 def fit_refiner(model: Any, training: Events, *, config: RefineConfig | None = None,
                 weights_digest: str | None = None, threads: int | None = None,
                 progress: Callable[[str], None] | None = None) -> Refiner:
@@ -206,22 +225,9 @@ def fit_refiner(model: Any, training: Events, *, config: RefineConfig | None = N
     refiner = Refiner(trees=trees, sparse=sparse, feature_names=f_train.names, cap=math.inf,
                       info={})
     log_loss = float(-clf.validation_score_[best])
-    if log_loss < _SEPARABLE_LOG_LOSS:
-        warnings.warn(
-            f"the classifier tells the model's events from the training events almost perfectly "
-            f"(validation log-loss {log_loss:.3f}; {math.log(2):.3f} = indistinguishable): the "
-            "model misses regions of the training events, and rejection cannot add events "
-            "where the model puts none; train the model better (or check that the training "
-            "events are of the model's process) before refining", UserWarning, stacklevel=2)
     w_held = refiner.weights(held)
     mean_w = float(w_held.mean())
-    if abs(mean_w - 1.0) > _MEAN_WEIGHT_TOLERANCE:
-        warnings.warn(
-            f"the refiner's weights are not calibrated: their mean over generated events is "
-            f"{mean_w:.3f} (a density ratio averages 1 there); refined samples may then be biased "
-            "in marginals the classifier reweights unevenly (measured: HT 1-3% low, "
-            "docs/results.md session 10): check the observables your analysis uses",
-            UserWarning, stacklevel=2)
+    _warn_fit(log_loss, mean_w)
     cap = float(np.quantile(w_held, cfg.cap_quantile))
     if not math.isfinite(cap) or cap <= 0:
         raise ConfigError(f"the refinement weights are degenerate (cap {cap}); the model and the "
