@@ -279,6 +279,24 @@ def whole_event_features(events: Events, config: FeatureConfig | None = None) ->
     )
 
 
+#: A feature with fewer non-missing values than this among a classifier's training rows is
+#: used as its presence flag (0/1): scikit-learn cannot bin an (almost) all-missing column.
+SPARSE_MIN_VALUES = 20
+
+
+def sparse_columns(x: np.ndarray) -> np.ndarray:
+    """bool [D]: the columns of ``x`` [N, D] (NaN = missing) with fewer than
+    :data:`SPARSE_MIN_VALUES` values."""
+    return (~np.isnan(x)).sum(axis=0) < SPARSE_MIN_VALUES
+
+
+def as_presence(x: np.ndarray, sparse: np.ndarray) -> np.ndarray:
+    """A copy of ``x`` [N, D] whose ``sparse`` columns are replaced by their presence flags."""
+    out = x.copy()
+    out[:, sparse] = ~np.isnan(x[:, sparse])
+    return out
+
+
 def fill_missing(values: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """Network input from features ``values`` [N, D]: standardised with ``mean``/``std`` [D]
     (a column with std 0 is only centred), NaN (missing object) replaced by 0, and one

@@ -43,7 +43,7 @@ import numpy as np
 from fastmc.config import derive_seed
 from fastmc.errors import require
 from fastmc.evaluate.classifier import auc_error
-from fastmc.evaluate.features import WholeEventFeatures
+from fastmc.evaluate.features import WholeEventFeatures, as_presence, sparse_columns
 from fastmc.evaluate.mlp import fit_predict_mlp
 
 __all__ = [
@@ -165,11 +165,9 @@ def _fit_predict_hgb(x_tr: np.ndarray, y_tr: np.ndarray, w_tr: np.ndarray, x_te:
     # a column with (almost) no values in the training part trips scikit-learn's binner when
     # the early-stopping split leaves it all-NaN: it becomes its presence flag (0/1), which
     # keeps the information "this object exists"
-    sparse = (~np.isnan(x_tr)).sum(axis=0) < 20
+    sparse = sparse_columns(x_tr)
     if sparse.any():
-        x_tr, x_te = x_tr.copy(), x_te.copy()
-        x_tr[:, sparse] = ~np.isnan(x_tr[:, sparse])
-        x_te[:, sparse] = ~np.isnan(x_te[:, sparse])
+        x_tr, x_te = as_presence(x_tr, sparse), as_presence(x_te, sparse)
     x_tr, x_te = _prebin(x_tr, x_te)
     clf = ensemble.HistGradientBoostingClassifier(
         max_iter=cfg.max_iter, early_stopping=True, validation_fraction=0.1, n_iter_no_change=10,

@@ -264,12 +264,12 @@ class ModelDir:
     # -- refiner (optional) --------------------------------------------------------------
     def weights_digest(self) -> str:
         """SHA-256 (hex) of ``weights.safetensors``: which weights a refiner was fitted to."""
-        import hashlib
+        from fastmc.data._layout import sha256_file
 
         path = self.path / WEIGHTS_FILE
         if not path.exists():
             raise ModelDirError(f"{path}: missing; is this a fastmc model directory?")
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return sha256_file(path)
 
     def has_refiner(self) -> bool:
         return (self.path / REFINER_FILE).exists()

@@ -41,16 +41,13 @@ import numpy as np
 from fastmc import __version__
 from fastmc.config import derive_seed
 from fastmc.errors import ConfigError, require
-from fastmc.evaluate.features import whole_event_features
+from fastmc.evaluate.features import as_presence, sparse_columns, whole_event_features
 from fastmc.evaluate.trees import TreeEnsemble
 from fastmc.events import Events
 
 __all__ = ["RefineConfig", "Refiner", "fit_refiner", "load_refiner", "refine_model_dir",
            "save_refiner"]
 
-#: Features with fewer non-missing values than this among the fit events become presence
-#: flags (0/1) instead of values (scikit-learn cannot bin an all-missing column).
-_SPARSE_MIN = 20
 #: A validation log-loss below this (0.693 = indistinguishable) means the model misses whole
 #: regions of the training events: refinement warns.
 _SEPARABLE_LOG_LOSS = 0.5
@@ -119,9 +116,7 @@ class Refiner:
         if table.names != self.feature_names:
             raise ConfigError("the refiner was fitted on other whole-event features (another "
                               "fastmc version or max_objects): fit it again with `fastmc refine`")
-        x = table.values.copy()
-        x[:, self.sparse] = ~np.isnan(x[:, self.sparse])
-        return x
+        return as_presence(table.values, self.sparse)
 
     def weights(self, events: Events, *, threads: int = 1) -> np.ndarray:
         """w = p_train / p_model of each event, float64 [N] (before the cap).  ``threads`` > 1
@@ -203,21 +198,18 @@ def fit_refiner(model: Any, training: Events, *, config: RefineConfig | None = N
     y = np.concatenate([np.zeros(len(f_train)), np.ones(len(f_gen))])
     w = np.concatenate([np.full(len(f_train), len(x) / (2 * len(f_train))),
                         np.full(len(f_gen), len(x) / (2 * len(f_gen)))])
-    sparse = (~np.isnan(x)).sum(axis=0) < _SPARSE_MIN
-    x[:, sparse] = ~np.isnan(x[:, sparse])
+    sparse = sparse_columns(x)
+    x = as_presence(x, sparse)
     say(f"classifier on {len(f_train):,} training vs {len(f_gen):,} generated events")
     clf = ensemble.HistGradientBoostingClassifier(
         max_iter=cfg.max_iter, learning_rate=cfg.learning_rate, max_leaf_nodes=cfg.max_leaf_nodes,
         early_stopping=True, validation_fraction=cfg.validation_fraction,
         n_iter_no_change=cfg.n_iter_no_change, random_state=derive_seed(cfg.seed, "refine") % 2**31,
     )
-    if threads is None:
-        clf.fit(x, y, sample_weight=w)
-    else:
-        from threadpoolctl import threadpool_limits
+    from fastmc.evaluate.wholeevent import _threads  # at most `threads` OpenMP threads
 
-        with threadpool_limits(limits=threads):
-            clf.fit(x, y, sample_weight=w)
+    with _threads(threads):
+        clf.fit(x, y, sample_weight=w)
     # early stopping ends n_iter_no_change trees after the best iteration: keep only up to the
     # best (validation_score_[k] = the score after k trees), so that no tree fits noise
     best = int(np.argmax(clf.validation_score_))
@@ -301,23 +293,15 @@ def load_refiner(model_dir: Any, *, required: bool = False, prior: str = "normal
                           "`fastmc refine --overwrite`") from None
 
 
-def _sha256(path: Any) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _check_provenance(data: dict[str, Any] | None, paths: list[Any]) -> None:
     """Warn when the event files are not the model's training sources (``config.json``'s data
     provenance), or when they are but also hold the store's test split."""
     sources = {s.get("sha256"): s.get("name") for s in (data or {}).get("sources") or []}
     if not sources:
         return
-    given = {_sha256(p) for p in paths}
+    from fastmc.data._layout import sha256_file  # how the provenance was computed
+
+    given = {sha256_file(p) for p in paths}
     if not given & set(sources):
         warnings.warn(
             f"the training events given are not among the files the model was trained on "
