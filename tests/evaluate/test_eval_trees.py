@@ -83,3 +83,30 @@ def test_bad_inputs_are_refused() -> None:
                      baseline=0.0, depth=0, n_features=1)
     with pytest.raises(ValueError, match="fitted HistGradientBoostingClassifier"):
         TreeEnsemble.from_sklearn(object())
+
+
+def test_concatenated_ensembles_sum_their_logits() -> None:
+    a, rng = _fitted(4)
+    b, _ = _fitted(5)
+    parts = [TreeEnsemble.from_sklearn(a), TreeEnsemble.from_sklearn(b, n_trees=9), _stump()
+             if a.n_features_in_ == 2 else TreeEnsemble.from_sklearn(a, n_trees=1)]
+    both = TreeEnsemble.concatenate(parts)
+    assert both.n_trees == sum(p.n_trees for p in parts)
+    assert (np.diff(both.depths) <= 0).all()
+    x = rng.normal(size=(800, 7))
+    x[rng.random(x.shape) < 0.2] = np.nan
+    np.testing.assert_allclose(both.logit(x), sum(p.logit(x) for p in parts), rtol=0, atol=1e-9)
+    with pytest.raises(ValueError, match="same features"):
+        TreeEnsemble.concatenate([parts[0], _stump()])
+
+
+def test_torch_walk_gives_numpys_logits() -> None:
+    pytest.importorskip("torch")
+    clf, rng = _fitted(6)
+    trees = TreeEnsemble.from_sklearn(clf)
+    x = rng.normal(size=(1500, 7)) * 2
+    x[rng.random(x.shape) < 0.3] = np.nan
+    # chunks of 16 x 50 events: several, the last one partial
+    np.testing.assert_allclose(trees.logit(x, chunk=50, device="cpu"), trees.logit(x),
+                               rtol=0, atol=1e-12)
+    assert trees.logit(x[:0], device="cpu").shape == (0,)

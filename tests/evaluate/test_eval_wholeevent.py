@@ -88,6 +88,14 @@ def test_features_are_rotation_invariant_and_order_free():
         FeatureConfig(8)  # keyword-only
 
 
+def test_closest_pair_wraps_the_azimuth_even_outside_the_range():
+    # across the +-pi seam: dphi = 2 pi - 6.2; azimuths outside (-pi, pi], 4 pi apart (+0.2)
+    seam = _event([("j", 50.0, 0.0, 3.1, 5.0), ("j", 40.0, 0.05, -3.1, 5.0), ("b", 30.0, 2.0, 0.0, 5.0)])
+    assert closest_jet_pair_dr(seam)[0] == pytest.approx(math.hypot(0.05, 2 * math.pi - 6.2), abs=1e-6)
+    out = _event([("j", 50.0, 0.0, 7.0, 5.0), ("j", 40.0, 0.3, 7.0 - 4 * math.pi + 0.2, 5.0)])
+    assert closest_jet_pair_dr(out)[0] == pytest.approx(math.hypot(0.3, 0.2), abs=1e-5)
+
+
 def test_multiplicity_bins_merge_sparse_top_bins():
     n0 = np.array([2] * 150 + [3] * 150 + [4] * 60 + [5] * 60)
     n1 = np.array([2] * 150 + [3] * 150 + [4] * 70 + [5] * 50)

@@ -75,6 +75,12 @@ def test_refinement_moves_the_output_to_the_training_events(setup: dict, refined
     assert meta["kept"] + meta["rejected"] == meta["drawn"] > len(ev)
     assert 0 < meta["acceptance"] < 1 and meta["clipped"] >= 0
     assert "none moved" in meta["reason"]
+    # two stages by default, their trees in one ensemble; the marginals close better weighted
+    fit = meta["fit"]
+    assert len(fit["stages"]) == 2 and fit["trees"] == sum(st["trees"] for st in fit["stages"])
+    closure = fit["closure"]
+    assert closure["after"] < closure["before"] and closure["before"] > 2, closure
+    assert closure["features"] > 10 and len(closure["worst_after"]) == 5
 
 
 def test_kept_events_are_drawn_events_unchanged(refined: Path, setup: dict) -> None:

@@ -23,7 +23,13 @@ def refine_cmd(
                                help="Events the model generates for the fit."),
     held_out: int = typer.Option(20_000, "--held-out", min=1000,
                                  help="Further generated events that set the weight cap."),
-    max_iter: int = typer.Option(300, "--max-iter", min=1, help="Trees at most (early stopping)."),
+    max_iter: int = typer.Option(300, "--max-iter", min=1,
+                                 help="Trees at most per stage (early stopping)."),
+    stages: int = typer.Option(
+        2, "--stages", min=1, max=5,
+        help="Classifiers fitted in turn, each on fresh generated events weighted by the "
+        "earlier ones (1: a single classifier, which left ttbar's HT 1.5% low).",
+    ),
     cap_quantile: float = typer.Option(
         0.99, "--cap-quantile", min=0.5, max=1.0,
         help="The weight cap is this quantile of the weights of generated events (1 minus it: "
@@ -46,7 +52,7 @@ def refine_cmd(
     with errors_as_exit():
         n = _set_threads(threads)
         config = RefineConfig(events=events, held_out=held_out, max_iter=max_iter,
-                              cap_quantile=cap_quantile, seed=seed, prior=prior)
+                              cap_quantile=cap_quantile, seed=seed, prior=prior, stages=stages)
         with console.status("refine") as status, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
             refiner = refine_model_dir(
@@ -57,12 +63,26 @@ def refine_cmd(
         console.print(f"[yellow]warning:[/] {w.message}", highlight=False)
     i = refiner.info
     console.print(
-        f"[green]done[/]: refiner in {model_dir}/refiner.safetensors: {i['trees']} trees on "
-        f"{i['training_events']:,} training vs {i['generated_events']:,} generated events "
-        f"(validation log-loss {i['validation_log_loss'] or float('nan'):.4f}; 0.6931 = "
-        f"indistinguishable); "
+        f"[green]done[/]: refiner in {model_dir}/refiner.safetensors: {i['trees']} trees in "
+        f"{len(i['stages'])} stage(s) on {i['training_events']:,} training vs "
+        f"{i['generated_events']:,} generated events (validation log-loss "
+        f"{_losses(i['stages'])}; 0.6931 = indistinguishable); "
         f"generation will keep {100 * i['acceptance']:.1f}% of drawn events, "
         f"{100 * i['clipped_share']:.2f}% above the weight cap {i['cap']:.3g}; mean weight over "
         f"generated events {i['mean_weight_generated']:.3f} (1 = calibrated) ({i['seconds']:.0f} s)",
         highlight=False,
     )
+    c = i.get("closure")
+    if c:
+        worst = ", ".join(f"{n} {v:.1f}" for n, v in c["worst_after"][:3])
+        console.print(
+            f"marginal closure of held-out generated events against the training events "
+            f"(chi2/ndf per feature, mean of {c['features']}; 1 = as the training events): "
+            f"{c['before']:.2f} unweighted, {c['after']:.2f} with the weights (worst: {worst})",
+            highlight=False,
+        )
+
+
+def _losses(stages: list[dict]) -> str:
+    """The validation log-loss of each stage, e.g. ``0.6524 -> 0.6862``."""
+    return " -> ".join(f"{s['validation_log_loss'] or float('nan'):.4f}" for s in stages)

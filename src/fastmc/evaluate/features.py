@@ -131,9 +131,20 @@ def _mass(c: np.ndarray) -> np.ndarray:
         return np.sqrt(np.where(np.isnan(m2), np.nan, np.clip(m2, 0, None)))
 
 
+def _abs_dphi(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """|phi_a - phi_b| wrapped into [0, pi] (radians, broadcast; NaN stays NaN): equal to
+    ``abs(wrap_phi(a - b))`` to rounding, without its remainder for angles already in
+    (-pi, pi] (the features' hot spot)."""
+    d = np.abs(a - b)
+    with np.errstate(invalid="ignore"):
+        if np.nanmax(d, initial=0.0) > 2 * np.pi:  # an angle outside (-pi, pi]
+            d = np.remainder(d, 2 * np.pi)
+        return np.where(d > np.pi, 2 * np.pi - d, d)
+
+
 def _dr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """dR of (E, pT, eta, phi) arrays broadcast against each other."""
-    return np.hypot(a[..., ETA] - b[..., ETA], wrap_phi(a[..., PHI] - b[..., PHI]))
+    return np.hypot(a[..., ETA] - b[..., ETA], _abs_dphi(a[..., PHI], b[..., PHI]))
 
 
 def _log(x: np.ndarray) -> np.ndarray:
@@ -165,11 +176,11 @@ def closest_jet_pair_dr(events: Events, *, rapidity: bool = False) -> np.ndarray
         jets = jets.copy()
         jets[..., ETA] = _rapidity(jets)
     ii, jj = np.triu_indices(k, 1)
+    eta, phi = jets[..., ETA], jets[..., PHI]
     with np.errstate(invalid="ignore"):
-        dr = _dr(jets[:, ii], jets[:, jj])
-    has = np.isfinite(dr).any(axis=1)
-    out[has] = np.nanmin(dr[has], axis=1)
-    return out
+        # the smallest dR^2 over the pairs (fmin skips the NaN of missing jets), one sqrt
+        d2 = (eta[:, ii] - eta[:, jj]) ** 2 + _abs_dphi(phi[:, ii], phi[:, jj]) ** 2
+        return np.sqrt(np.fmin.reduce(d2, axis=1))
 
 
 def whole_event_features(events: Events, config: FeatureConfig | None = None) -> WholeEventFeatures:

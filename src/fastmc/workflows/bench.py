@@ -155,17 +155,19 @@ def _bench_model(
     return rows
 
 
-def _bench_refined(model_dir: str, prior: str, process: str, *, scale: float, batch_size: int,
-                   seed: int) -> list[dict[str, Any]]:
-    """One CPU row for ``fastmc generate`` with the model directory's refiner (whole events
-    kept or dropped, :mod:`fastmc.workflows.refine`), to memory; none without a refiner."""
+def _bench_refined(model_dir: str, prior: str, process: str, *, device: str, scale: float,
+                   batch_size: int, seed: int) -> list[dict[str, Any]]:
+    """One row for ``fastmc generate`` with the model directory's refiner (whole events kept or
+    dropped, :mod:`fastmc.workflows.refine`), to memory: the model on ``device``, the
+    refiner's features and trees on the CPU (torch's number of threads); none without a
+    refiner."""
     from fastmc.workflows.generate import generate_events
     from fastmc.workflows.refine import load_refiner
 
     refiner = load_refiner(model_dir, prior=prior)
     if refiner is None:
         return []
-    m = load_model(model_dir, device="cpu")
+    m = load_model(model_dir, device=device)
     n = max(int(20_000 * scale), batch_size)
     stats: dict[str, Any] = {}
 
@@ -180,7 +182,7 @@ def _bench_refined(model_dir: str, prior: str, process: str, *, scale: float, ba
     run(n)
     dt = time.perf_counter() - t0
     kept = stats.get("refine_kept", 0) / max(stats.get("refine_drawn", 1), 1)
-    return [{"device": "cpu", "target": f"memory, refined ({100 * kept:.0f}% of drawn kept)",
+    return [{"device": device, "target": f"memory, refined ({100 * kept:.0f}% of drawn kept)",
              "batch_size": batch_size, "events": n, "seconds": dt,
              "events_per_s": n / dt if dt > 0 else float("inf")}]
 
@@ -204,8 +206,9 @@ def run_bench(
 
     ``device="auto"`` measures the CPU and, when present, the GPU; ``"cpu"``/``"cuda"`` one
     of them.  ``scale`` multiplies the events timed (300, 1e4 and 1e5 at batch sizes 1, 100
-    and 1e4).  A model directory with a refiner (``fastmc refine``) gets one more CPU row:
-    refined generation to memory (what ``fastmc generate`` does with it).  ``progress(1)``
+    and 1e4).  A model directory with a refiner (``fastmc refine``) gets one more row per device:
+    refined generation to memory (what ``fastmc generate`` does with it; the refiner's
+    features and trees always run on the CPU).  ``progress(1)``
     after each measurement.  Keys: ``machine``, ``model``,
     ``rows`` (device, target, batch_size, events, seconds, events_per_s), ``not_measured``
     (what could not be measured and why), ``simulation``, ``ratio``.
@@ -227,9 +230,9 @@ def run_bench(
         pname = m.processes[m.process_index(process)]
         rows += _bench_model(m, dev_name, pname, prior=prior, scale=scale, batch_sizes=batch_sizes,
                              targets=targets, seed=seed, not_measured=not_measured, tick=tick)
-    if model_dir is not None:
-        rows += _bench_refined(model_dir, prior, pname, scale=scale, batch_size=max(batch_sizes),
-                               seed=seed)
+    for dev_name in devices if model_dir is not None else ():
+        rows += _bench_refined(model_dir, prior, pname, device=dev_name, scale=scale,
+                               batch_size=max(batch_sizes), seed=seed)
         tick()
     sim: dict[str, Any] | None = None
     ratio = None

@@ -301,7 +301,7 @@ def generate_events(
         attempted += b
         events = raw.to_events(process_names=plan.names, event_id_start=accepted)
         _check_output_events(events)
-        events = _keep(events, refiner, refine_rng, selection, tally, stats, n, t0)
+        events = _keep(events, refiner, refine_rng, selection, tally, stats, n, t0, device)
         if rejecting:
             events = events[: stop - accepted]
             events.event_id[:] = np.arange(accepted, accepted + len(events))
@@ -333,10 +333,12 @@ class _Tally:
 
 
 def _keep(events: Events, refiner: Refiner | None, rng: np.random.Generator,
-          selection: Selection, tally: _Tally, stats: dict[str, Any], n: int, t0: float) -> Events:
-    """The events of a batch that the refiner (if any) and then the selection keep."""
+          selection: Selection, tally: _Tally, stats: dict[str, Any], n: int, t0: float,
+          device: torch.device | None = None) -> Events:
+    """The events of a batch that the refiner (if any; its trees on ``device``) and then the
+    selection keep."""
     if refiner is not None:
-        events = _refine(events, refiner, rng, stats)
+        events = _refine(events, refiner, rng, stats, device)
     tally.offered += len(events)
     if selection.active:
         events = events[selection.keep(events)]
@@ -349,11 +351,12 @@ def _keep(events: Events, refiner: Refiner | None, rng: np.random.Generator,
 
 
 def _refine(events: Events, refiner: Refiner, rng: np.random.Generator,
-            stats: dict[str, Any]) -> Events:
-    """The events of a batch the refiner keeps (its weights on torch's number of threads);
+            stats: dict[str, Any], device: torch.device | None = None) -> Events:
+    """The events of a batch the refiner keeps (its features on torch's number of threads, its
+    trees on ``device`` when that is a GPU: the model's);
     the counts ``refine_drawn``, ``refine_kept`` and ``refine_clipped`` (weights above the
     cap) of ``stats`` (:func:`generate_events`) go up."""
-    keep, clipped = refiner.accept(events, rng, threads=torch.get_num_threads())
+    keep, clipped = refiner.accept(events, rng, threads=torch.get_num_threads(), device=device)
     for key, add in (("refine_drawn", len(events)), ("refine_kept", int(keep.sum())),
                      ("refine_clipped", clipped)):
         stats[key] = stats.get(key, 0) + add
@@ -445,7 +448,7 @@ def _refinement_meta(refiner: Refiner | None, stats: Mapping[str, Any]) -> dict[
     fit = {k: refiner.info.get(k) for k in ("method", "acceptance", "clipped_share", "cap",
                                             "cap_quantile", "trees", "training_events",
                                             "generated_events", "validation_log_loss",
-                                            "mean_weight_generated")}
+                                            "mean_weight_generated", "stages", "closure")}
     return {
         "drawn": drawn, "kept": kept, "rejected": drawn - kept,
         "acceptance": kept / drawn if drawn else None,

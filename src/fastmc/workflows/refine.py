@@ -71,7 +71,10 @@ class RefineConfig:
     this quantile of ``w`` on the held-out generated events (1 - it is the share of drawn
     events whose correction is clipped); ``seed``: generation seeds, subsample and classifier;
     ``prior``: the latent prior the model generates with (a VAE's; the flow: ``"normal"``):
-    the refiner corrects that prior's output only.
+    the refiner corrects that prior's output only; ``stages``: classifiers fitted in turn,
+    each on ``events`` freshly generated events weighted by the earlier stages' weights (the
+    residual of the correction; one stage alone left refined ttbar samples' HT 1.5% low,
+    docs/results.md session 11), their logits added.
     """
 
     events: int = 100_000
@@ -84,6 +87,7 @@ class RefineConfig:
     cap_quantile: float = 0.99
     seed: int = 0
     prior: str = "normal"
+    stages: int = 2
 
     def __post_init__(self) -> None:
         if self.events < 1000 or self.held_out < 1000:
@@ -93,6 +97,8 @@ class RefineConfig:
             raise ConfigError("max_iter and n_iter_no_change must be >= 1, max_leaf_nodes >= 2")
         if not 0 < self.learning_rate <= 1 or not 0 < self.validation_fraction < 0.5:
             raise ConfigError("learning_rate must be in (0, 1], validation_fraction in (0, 0.5)")
+        if not 1 <= self.stages <= 5:
+            raise ConfigError(f"stages must be in 1..5, got {self.stages}")
         if not 0.5 <= self.cap_quantile <= 1:
             raise ConfigError(f"cap_quantile must be in [0.5, 1], got {self.cap_quantile}")
 
@@ -118,26 +124,45 @@ class Refiner:
                               "fastmc version or max_objects): fit it again with `fastmc refine`")
         return as_presence(table.values, self.sparse)
 
-    def weights(self, events: Events, *, threads: int = 1) -> np.ndarray:
+    def weights(self, events: Events, *, threads: int = 1, device: Any = None) -> np.ndarray:
         """w = p_train / p_model of each event, float64 [N] (before the cap).  ``threads`` > 1
         computes parts of the batch in parallel threads (numpy releases the GIL; the same
-        values: every event's weight is its own)."""
+        values: every event's weight is its own).  ``device``: a torch device whose type is
+        not ``"cpu"`` (a GPU) walks the trees there, after the features on the CPU threads
+        (the same weights to rounding); None or a CPU: all in numpy."""
+        if device is not None and str(device).split(":")[0] != "cpu":
+            x = np.concatenate(self._parts(self.features, events, threads))
+            return np.exp(-np.clip(self.trees.logit(x, device=device), -50.0, 50.0))
+        return np.concatenate(self._parts(lambda part: self._weights(self.features(part)),
+                                          events, threads))
+
+    @staticmethod
+    def _parts(fn: Callable[[Events], np.ndarray], events: Events, threads: int
+               ) -> list[np.ndarray]:
+        """``fn`` of consecutive parts of ``events``, one per thread (>= _MIN_PART events each)."""
         n = len(events)
-        if threads > 1 and n >= 2 * _MIN_PART:
-            from concurrent.futures import ThreadPoolExecutor
+        if threads <= 1 or n < 2 * _MIN_PART:
+            return [fn(events)]
+        from concurrent.futures import ThreadPoolExecutor
 
-            k = min(threads, n // _MIN_PART)
-            cuts = np.linspace(0, n, k + 1).astype(int)
-            with ThreadPoolExecutor(k) as pool:
-                parts = list(pool.map(self.weights, [events[a:b] for a, b in pairwise(cuts)]))
-            return np.concatenate(parts)
-        return np.exp(-np.clip(self.trees.logit(self.features(events)), -50.0, 50.0))
+        k = min(threads, n // _MIN_PART)
+        cuts = np.linspace(0, n, k + 1).astype(int)
+        with ThreadPoolExecutor(k) as pool:
+            return list(pool.map(fn, [events[a:b] for a, b in pairwise(cuts)]))
 
-    def accept(self, events: Events, rng: np.random.Generator, *, threads: int = 1
-               ) -> tuple[np.ndarray, int]:
+    def feature_weights(self, values: np.ndarray) -> np.ndarray:
+        """w of events given as their whole-event feature values float64 [N, D] (the columns of
+        ``feature_names``, before the presence flags), float64 [N]."""
+        return self._weights(as_presence(values, self.sparse))
+
+    def _weights(self, x: np.ndarray) -> np.ndarray:
+        return np.exp(-np.clip(self.trees.logit(x), -50.0, 50.0))
+
+    def accept(self, events: Events, rng: np.random.Generator, *, threads: int = 1,
+               device: Any = None) -> tuple[np.ndarray, int]:
         """(bool [N]: keep each event with probability min(w / cap, 1), number of events whose
-        weight exceeded the cap); ``threads``: see :meth:`weights`."""
-        w = self.weights(events, threads=threads)
+        weight exceeded the cap); ``threads``, ``device``: see :meth:`weights`."""
+        w = self.weights(events, threads=threads, device=device)
         return rng.random(len(w)) * self.cap < w, int((w > self.cap).sum())
 
     @property
@@ -165,9 +190,43 @@ def _warn_fit(log_loss: float, mean_w: float) -> None:
         warnings.warn(
             f"the refiner's weights are not calibrated: their mean over generated events is "
             f"{mean_w:.3f} (a density ratio averages 1 there); refined samples may then be biased "
-            "in marginals the classifier reweights unevenly (measured: HT 1-3% low, "
-            "docs/results.md session 10): check the observables your analysis uses",
+            "in marginals the classifier reweights unevenly (measured with 12k training events: "
+            "HT 1.5% low, docs/results.md session 11): check the observables your analysis "
+            "uses; more training events make the fit less prone to overfit them",
             UserWarning, stacklevel=3)
+
+
+def _fit_stage(x: np.ndarray, y: np.ndarray, w: np.ndarray, cfg: RefineConfig, stage: int,
+               threads: int | None) -> tuple[TreeEnsemble, float]:
+    """One classifier of the refinement on features ``x`` [N, D] (presence flags applied),
+    labels ``y`` (0 training, 1 generated) and event weights ``w``: (its trees up to the best
+    validation score, that validation log-loss; NaN without a validation split)."""
+    ensemble = require("sklearn.ensemble", "stats")
+    from fastmc.evaluate.wholeevent import _threads  # at most `threads` OpenMP threads
+
+    clf = ensemble.HistGradientBoostingClassifier(
+        max_iter=cfg.max_iter, learning_rate=cfg.learning_rate, max_leaf_nodes=cfg.max_leaf_nodes,
+        early_stopping=True, validation_fraction=cfg.validation_fraction,
+        n_iter_no_change=cfg.n_iter_no_change,
+        random_state=derive_seed(cfg.seed, "refine" if stage == 0 else f"refine-{stage + 1}") % 2**31,
+    )
+    with _threads(threads):
+        clf.fit(x, y, sample_weight=w)
+    # early stopping ends n_iter_no_change trees after the best iteration: keep only up to the
+    # best (validation_score_[k] = the score after k trees), so that no tree fits noise
+    best = int(np.argmax(clf.validation_score_))
+    return TreeEnsemble.from_sklearn(clf, n_trees=best), float(-clf.validation_score_[best])
+
+
+def _stage_data(f_train: np.ndarray, f_gen: np.ndarray, w_gen: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x, y, weights): training events (class 0) and generated ones (class 1) with the total
+    weight of each class N / 2 (balanced), the generated ones in proportion to ``w_gen``."""
+    x = np.concatenate([f_train, f_gen])
+    y = np.concatenate([np.zeros(len(f_train)), np.ones(len(f_gen))])
+    w = np.concatenate([np.full(len(f_train), len(x) / (2 * len(f_train))),
+                        w_gen * (len(x) / (2 * w_gen.sum()))])
+    return x, y, w
 
 
 def fit_refiner(model: Any, training: Events, *, config: RefineConfig | None = None,
@@ -179,7 +238,7 @@ def fit_refiner(model: Any, training: Events, *, config: RefineConfig | None = N
     OpenMP threads of the classifier (None: the environment's); ``progress(message)`` is called
     at each stage.  Seeded by ``config.seed``."""
     cfg = config or RefineConfig()
-    ensemble = require("sklearn.ensemble", "stats")
+    require("sklearn.ensemble", "stats")
     if len(model.processes) != 1 or getattr(model, "param_conditional", False):
         raise ConfigError(
             f"refinement supports models of one process without parameters; this model has "
@@ -189,37 +248,61 @@ def fit_refiner(model: Any, training: Events, *, config: RefineConfig | None = N
         raise ConfigError(f"refinement needs >= 1000 training events, got {len(training)}")
     say = progress or (lambda _msg: None)
     t0 = time.perf_counter()
-    say(f"generating {cfg.events:,} + {cfg.held_out:,} events")
-    fit_gen = _generate(model, cfg.events, derive_seed(cfg.seed, "refine-fit"), cfg.prior)
+    f_train = whole_event_features(training)
+    refiner, stages = None, []
+    for stage in range(cfg.stages):
+        say(f"stage {stage + 1}/{cfg.stages}: generating {cfg.events:,} events")
+        tag = "refine-fit" if stage == 0 else f"refine-fit-{stage + 1}"
+        f_gen = whole_event_features(_generate(model, cfg.events, derive_seed(cfg.seed, tag), cfg.prior))
+        if refiner is None:
+            sparse = sparse_columns(np.concatenate([f_train.values, f_gen.values]))
+            w_gen = np.ones(len(f_gen))
+        else:
+            w_gen = refiner.feature_weights(f_gen.values)
+        x, y, w = _stage_data(f_train.values, f_gen.values, w_gen)
+        say(f"stage {stage + 1}/{cfg.stages}: classifier on {len(f_train):,} training vs "
+            f"{len(f_gen):,} generated events")
+        trees, log_loss = _fit_stage(as_presence(x, sparse), y, w, cfg, stage, threads)
+        stages.append({"trees": trees.n_trees, "validation_log_loss": _finite(log_loss)})
+        trees = trees if refiner is None else TreeEnsemble.concatenate([refiner.trees, trees])
+        refiner = Refiner(trees=trees, sparse=sparse, feature_names=f_train.names, cap=math.inf,
+                          info={})
+    say(f"generating {cfg.held_out:,} held-out events for the cap and the closure")
     held = _generate(model, cfg.held_out, derive_seed(cfg.seed, "refine-held-out"), cfg.prior)
-    say("whole-event features")
-    f_train, f_gen = whole_event_features(training), whole_event_features(fit_gen)
-    x = np.concatenate([f_train.values, f_gen.values])
-    y = np.concatenate([np.zeros(len(f_train)), np.ones(len(f_gen))])
-    w = np.concatenate([np.full(len(f_train), len(x) / (2 * len(f_train))),
-                        np.full(len(f_gen), len(x) / (2 * len(f_gen)))])
-    sparse = sparse_columns(x)
-    x = as_presence(x, sparse)
-    say(f"classifier on {len(f_train):,} training vs {len(f_gen):,} generated events")
-    clf = ensemble.HistGradientBoostingClassifier(
-        max_iter=cfg.max_iter, learning_rate=cfg.learning_rate, max_leaf_nodes=cfg.max_leaf_nodes,
-        early_stopping=True, validation_fraction=cfg.validation_fraction,
-        n_iter_no_change=cfg.n_iter_no_change, random_state=derive_seed(cfg.seed, "refine") % 2**31,
-    )
-    from fastmc.evaluate.wholeevent import _threads  # at most `threads` OpenMP threads
+    return _finish(refiner, f_train.values, whole_event_features(held).values, stages, cfg,
+                   weights_digest, model.processes[0], t0)
 
-    with _threads(threads):
-        clf.fit(x, y, sample_weight=w)
-    # early stopping ends n_iter_no_change trees after the best iteration: keep only up to the
-    # best (validation_score_[k] = the score after k trees), so that no tree fits noise
-    best = int(np.argmax(clf.validation_score_))
-    trees = TreeEnsemble.from_sklearn(clf, n_trees=best)
-    refiner = Refiner(trees=trees, sparse=sparse, feature_names=f_train.names, cap=math.inf,
-                      info={})
-    log_loss = float(-clf.validation_score_[best])
-    w_held = refiner.weights(held)
+
+def _closure(refiner: Refiner, f_train: np.ndarray, f_held: np.ndarray, w: np.ndarray
+             ) -> dict[str, Any]:
+    """Marginal closure (:func:`fastmc.evaluate.closure.marginal_closure`, chi2 / ndf per
+    whole-event feature, 1 = as the training events) of the held-out generated events against
+    the training events, unweighted (``before``) and weighted by the capped weights ``w`` as
+    rejection applies them (``after``); the features used as presence flags left out."""
+    from fastmc.evaluate.closure import marginal_closure
+
+    dense = ~refiner.sparse
+    names = [n for n, d in zip(refiner.feature_names, dense, strict=True) if d]
+    before = marginal_closure(f_train[:, dense], f_held[:, dense], names=names)
+    after = marginal_closure(f_train[:, dense], f_held[:, dense], w, names=names)
+    return {"before": before.mean, "after": after.mean,
+            "worst_after": [[n, round(v, 2)] for n, v in after.worst(5)],
+            "worst_before": [[n, round(v, 2)] for n, v in before.worst(5)], "features": len(names)}
+
+
+def _finite(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def _finish(refiner: Refiner, f_train: np.ndarray, f_held: np.ndarray,
+            stages: list[dict[str, Any]], cfg: RefineConfig, weights_digest: str | None,
+            process: str, t0: float) -> Refiner:
+    """The refiner with its cap and its ``info``, from the whole-event features of the
+    training events ``f_train`` [N, D] and of the held-out generated events ``f_held`` [M, D]."""
+    w_held = refiner.feature_weights(f_held)
     mean_w = float(w_held.mean())
-    _warn_fit(log_loss, mean_w)
+    first = stages[0]["validation_log_loss"]
+    _warn_fit(math.log(2) if first is None else first, mean_w)
     cap = float(np.quantile(w_held, cfg.cap_quantile))
     if not math.isfinite(cap) or cap <= 0:
         raise ConfigError(f"the refinement weights are degenerate (cap {cap}); the model and the "
@@ -230,10 +313,11 @@ def fit_refiner(model: Any, training: Events, *, config: RefineConfig | None = N
         "clipped_share": float((w_held > cap).mean()),
         "mean_weight_generated": mean_w,
         "cap": cap, "cap_quantile": cfg.cap_quantile,
-        "trees": trees.n_trees, "depth": trees.depth,
-        "validation_log_loss": None if math.isnan(log_loss) else log_loss,
-        "training_events": len(training), "generated_events": len(fit_gen),
-        "held_out_events": len(held), "process": model.processes[0], "prior": cfg.prior,
+        "trees": refiner.trees.n_trees, "depth": refiner.trees.depth,
+        "validation_log_loss": stages[0]["validation_log_loss"], "stages": stages,
+        "closure": _closure(refiner, f_train, f_held, np.minimum(w_held, cap)),
+        "training_events": len(f_train), "generated_events": cfg.events * cfg.stages,
+        "held_out_events": len(f_held), "process": process, "prior": cfg.prior,
         "config": dataclasses.asdict(cfg), "weights_digest": weights_digest,
         "fastmc_version": __version__, "seconds": round(time.perf_counter() - t0, 1),
     }
