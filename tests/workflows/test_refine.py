@@ -222,9 +222,10 @@ def test_python_api_refines_in_memory_too(refined: Path, setup: dict, tmp_path: 
 
     with warnings.catch_warnings(record=True):  # a 20-tree fit on 2,000 events may be uncalibrated
         warnings.simplefilter("always")
-        info = fastmc.refine(copy, read_events(setup["train"]), events=2000, max_iter=20,
-                             threads=1, overwrite=True)
-    assert 0 < info["acceptance"] <= 1 and info["trees"] <= 20
+        info = fastmc.refine(copy, read_events(setup["train"]), events=2000, held_out=2000,
+                             max_iter=20, threads=1, overwrite=True)
+    assert 0 < info["acceptance"] <= 1 and info["held_out_events"] == 2000
+    assert len(info["stages"]) == 2 and all(st["trees"] <= 20 for st in info["stages"])
 
 
 def test_bench_times_refined_generation_too(refined: Path) -> None:

@@ -21,8 +21,9 @@ def refine_cmd(
     ),
     events: int = typer.Option(100_000, "--events", min=1000,
                                help="Events the model generates for the fit."),
-    held_out: int = typer.Option(20_000, "--held-out", min=1000,
-                                 help="Further generated events that set the weight cap."),
+    held_out: int = typer.Option(100_000, "--held-out", min=1000,
+                                 help="Further generated events that set the weight cap and measure the "
+                                 "marginal closure."),
     max_iter: int = typer.Option(300, "--max-iter", min=1,
                                  help="Trees at most per stage (early stopping)."),
     stages: int = typer.Option(

@@ -138,19 +138,20 @@ def generate(model: GenerativeModel | PathLike, n: int, *, prior: str = "normal"
 
 
 def refine(model_dir: PathLike, training: Events | PathLike | Iterable[PathLike], *,
-           events: int = 100_000, max_iter: int = 300, cap_quantile: float = 0.99, seed: int = 0,
-           prior: str = "normal", threads: int | None = None,
-           overwrite: bool = False) -> dict[str, Any]:
+           events: int = 100_000, held_out: int = 100_000, stages: int = 2, max_iter: int = 300,
+           cap_quantile: float = 0.99, seed: int = 0, prior: str = "normal",
+           threads: int | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Fit the classifier refinement of the one-process model in ``model_dir`` on its training
     events (``training``: Events, the model's event store, or event files) and store it there; :func:`generate`
     then keeps or drops whole events with it (docs/models.md, "Classifier refinement").
-    ``prior``: the latent prior generation will use (a VAE's).  Returns what the fit measured
-    (kept share, clipped share, trees, validation log-loss).
+    ``prior``: the latent prior generation will use (a VAE's); the other keywords are
+    :class:`~fastmc.workflows.refine.RefineConfig`'s.  Returns what the fit measured (kept
+    share, clipped share, trees and validation log-loss of each stage, marginal closure).
     Never fit it on the sample you evaluate against."""
     from fastmc.workflows.refine import RefineConfig, refine_model_dir
 
-    config = RefineConfig(events=events, max_iter=max_iter, cap_quantile=cap_quantile, seed=seed,
-                          prior=prior)
+    config = RefineConfig(events=events, held_out=held_out, stages=stages, max_iter=max_iter,
+                          cap_quantile=cap_quantile, seed=seed, prior=prior)
     if isinstance(training, str | os.PathLike):
         training = [training]
     elif not isinstance(training, Events):

@@ -64,7 +64,8 @@ class RefineConfig:
 
     ``events``: events the model generates for the fit (the training events are all used;
     about as many as those is right); ``held_out``: further generated events that set the cap
-    and measure the acceptance; ``max_iter``: trees at most (early stopping on
+    and measure the acceptance and the marginal closure (100k: 20k could not tell one stage
+    from two, docs/results.md session 11); ``max_iter``: trees at most (early stopping on
     ``validation_fraction`` of the fit events, ``n_iter_no_change`` rounds; the trees up to
     the best validation score are kept);
     ``learning_rate``, ``max_leaf_nodes``: of the trees; ``cap_quantile``: the weight cap is
@@ -78,7 +79,7 @@ class RefineConfig:
     """
 
     events: int = 100_000
-    held_out: int = 20_000
+    held_out: int = 100_000
     max_iter: int = 300
     learning_rate: float = 0.1
     max_leaf_nodes: int = 31
