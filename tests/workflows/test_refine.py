@@ -200,6 +200,8 @@ def test_the_evaluation_report_says_what_refinement_did(refined: Path, setup: di
     assert record is not None and record["refinement"] == r
     note = generation_note(record)
     assert f"kept {100 * r['acceptance']:.1f}% of {r['drawn']:,} drawn events" in note
+    c = r["fit"]["closure"]
+    assert f"marginal closure (chi2/ndf) {c['before']:.2f} -> {c['after']:.2f}" in note
     unrefined = generation_record(read_events(setup["train"]).meta) or {}  # --no-refine output
     assert "refinement" not in unrefined
     assert generation_note(None) is None

@@ -29,6 +29,9 @@ def generation_note(record: Mapping[str, Any] | None) -> str | None:
                      "drawn events")
     r = record.get("refinement") or {}
     if r.get("drawn"):
+        closure = (r.get("fit") or {}).get("closure") or {}
+        fit = (f"; its fit's marginal closure (chi2/ndf) {closure['before']:.2f} -> "
+               f"{closure['after']:.2f}" if closure.get("after") is not None else "")
         notes.append(f"classifier refinement kept {100 * r['acceptance']:.1f}% of {r['drawn']:,} "
-                     f"drawn events ({r['clipped']:,} above the weight cap)")
+                     f"drawn events ({r['clipped']:,} above the weight cap{fit})")
     return "; ".join(notes) or None
