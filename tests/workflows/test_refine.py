@@ -277,3 +277,15 @@ def test_weights_on_threads_are_the_same(refined: Path, setup: dict) -> None:
     r = load_refiner(refined, required=True)
     ev = read_events(setup["train"])[:3000]
     np.testing.assert_array_equal(r.weights(ev, threads=3), r.weights(ev))
+
+
+def test_generated_events_per_stage_follow_the_training_count() -> None:
+    from fastmc.workflows.refine import fit_events
+
+    # twice the training events, within 20k-100k (the demo flow's 12,001 -> 24,002)
+    assert [fit_events(n) for n in (2_878, 12_001, 95_000)] == [20_000, 24_002, 100_000]
+    assert RefineConfig().events is None and RefineConfig(events=5000).events == 5000
+    with pytest.raises(ConfigError, match="events=999"):
+        RefineConfig(events=999)
+    with pytest.raises(ConfigError, match="stages"):
+        RefineConfig(stages=0)

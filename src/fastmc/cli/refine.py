@@ -19,8 +19,11 @@ def refine_cmd(
         "event files (repeatable; Dark Machines CSV in MeV, Parquet or ROOT in GeV; globs). "
         "Never the sample you evaluate against.",
     ),
-    events: int = typer.Option(100_000, "--events", min=1000,
-                               help="Events the model generates for the fit."),
+    events: int | None = typer.Option(
+        None, "--events", min=1000, show_default=False,
+        help="Events the model generates per stage of the fit. Default: twice the training "
+        "events, within 20,000-100,000.",
+    ),
     held_out: int = typer.Option(100_000, "--held-out", min=1000,
                                  help="Further generated events that set the weight cap and measure the "
                                  "marginal closure."),

@@ -138,7 +138,7 @@ def generate(model: GenerativeModel | PathLike, n: int, *, prior: str = "normal"
 
 
 def refine(model_dir: PathLike, training: Events | PathLike | Iterable[PathLike], *,
-           events: int = 100_000, held_out: int = 100_000, stages: int = 2, max_iter: int = 300,
+           events: int | None = None, held_out: int = 100_000, stages: int = 2, max_iter: int = 300,
            cap_quantile: float = 0.99, seed: int = 0, prior: str = "normal",
            threads: int | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Fit the classifier refinement of the one-process model in ``model_dir`` on its training

@@ -51,7 +51,7 @@ from fastmc.evaluate.features import as_presence, sparse_columns, whole_event_fe
 from fastmc.evaluate.trees import TreeEnsemble
 from fastmc.events import Events
 
-__all__ = ["RefineConfig", "Refiner", "fit_refiner", "load_refiner", "refine_model_dir",
+__all__ = ["RefineConfig", "Refiner", "fit_events", "fit_refiner", "load_refiner", "refine_model_dir",
            "save_refiner"]
 
 #: A validation log-loss below this (0.693 = indistinguishable) means the model misses whole
@@ -68,8 +68,10 @@ _MIN_PART = 1024
 class RefineConfig:
     """Settings of :func:`fit_refiner` (keyword-only, validated).
 
-    ``events``: events the model generates for the fit (the training events are all used;
-    about as many as those is right); ``held_out``: further generated events that set the cap
+    ``events``: events the model generates per stage of the fit (the training events are
+    all used); None: twice the training events, within 20,000-100,000 (the demo flow's 12,001
+    training events: 24k; measured on it, 20k: AUC 0.589, 100k: 0.599 with HT 2.4% low, 12k:
+    0.610; docs/results.md session 11); ``held_out``: further generated events that set the cap
     and measure the acceptance and the marginal closure (100k: 20k could not tell one stage
     from two, docs/results.md session 11); ``max_iter``: trees at most (early stopping on
     ``validation_fraction`` of the fit events, ``n_iter_no_change`` rounds; the trees up to
@@ -84,7 +86,7 @@ class RefineConfig:
     docs/results.md session 11), their logits added.
     """
 
-    events: int = 100_000
+    events: int | None = None
     held_out: int = 100_000
     max_iter: int = 300
     learning_rate: float = 0.1
@@ -97,7 +99,7 @@ class RefineConfig:
     stages: int = 2
 
     def __post_init__(self) -> None:
-        if self.events < 1000 or self.held_out < 1000:
+        if (self.events is not None and self.events < 1000) or self.held_out < 1000:
             raise ConfigError(f"refinement needs >= 1000 generated events for the fit and for the "
                               f"cap, got events={self.events}, held_out={self.held_out}")
         if self.max_iter < 1 or self.max_leaf_nodes < 2 or self.n_iter_no_change < 1:
@@ -204,6 +206,13 @@ def _warn_fit(log_loss: float, mean_w: float) -> None:
             UserWarning, stacklevel=3)
 
 
+def fit_events(n_training: int) -> int:
+    """Generated events per stage by default: twice the training events, within
+    20,000-100,000 (far more generated than training events made the demo flow's fit
+    overfit its 12,001 training events; docs/results.md session 11)."""
+    return int(min(100_000, max(20_000, 2 * n_training)))
+
+
 def _fit_stage(x: np.ndarray, y: np.ndarray, w: np.ndarray, cfg: RefineConfig, stage: int,
                threads: int | None) -> tuple[TreeEnsemble, float]:
     """One classifier of the refinement on features ``x`` [N, D] (presence flags applied),
@@ -256,12 +265,13 @@ def fit_refiner(model: Any, training: Events, *, config: RefineConfig | None = N
         raise ConfigError(f"refinement needs >= 1000 training events, got {len(training)}")
     say = progress or (lambda _msg: None)
     t0 = time.perf_counter()
+    n_gen = cfg.events or fit_events(len(training))
     f_train = whole_event_features(training)
     refiner, stages = None, []
     for stage in range(cfg.stages):
-        say(f"stage {stage + 1}/{cfg.stages}: generating {cfg.events:,} events")
+        say(f"stage {stage + 1}/{cfg.stages}: generating {n_gen:,} events")
         tag = "refine-fit" if stage == 0 else f"refine-fit-{stage + 1}"
-        f_gen = whole_event_features(_generate(model, cfg.events, derive_seed(cfg.seed, tag), cfg.prior))
+        f_gen = whole_event_features(_generate(model, n_gen, derive_seed(cfg.seed, tag), cfg.prior))
         if refiner is None:
             sparse = sparse_columns(np.concatenate([f_train.values, f_gen.values]))
             w_gen = np.ones(len(f_gen))
@@ -271,7 +281,8 @@ def fit_refiner(model: Any, training: Events, *, config: RefineConfig | None = N
         say(f"stage {stage + 1}/{cfg.stages}: classifier on {len(f_train):,} training vs "
             f"{len(f_gen):,} generated events")
         trees, log_loss = _fit_stage(as_presence(x, sparse), y, w, cfg, stage, threads)
-        stages.append({"trees": trees.n_trees, "validation_log_loss": _finite(log_loss)})
+        stages.append({"trees": trees.n_trees, "validation_log_loss": _finite(log_loss),
+                       "generated_events": n_gen})
         trees = trees if refiner is None else TreeEnsemble.concatenate([refiner.trees, trees])
         refiner = Refiner(trees=trees, sparse=sparse, feature_names=f_train.names, cap=math.inf,
                           info={})
@@ -324,7 +335,8 @@ def _finish(refiner: Refiner, f_train: np.ndarray, f_held: np.ndarray,
         "trees": refiner.trees.n_trees, "depth": refiner.trees.depth,
         "validation_log_loss": stages[0]["validation_log_loss"], "stages": stages,
         "closure": _closure(refiner, f_train, f_held, np.minimum(w_held, cap)),
-        "training_events": len(f_train), "generated_events": cfg.events * cfg.stages,
+        "training_events": len(f_train),
+        "generated_events": sum(st["generated_events"] for st in stages),
         "held_out_events": len(f_held), "process": process, "prior": cfg.prior,
         "config": dataclasses.asdict(cfg), "weights_digest": weights_digest,
         "fastmc_version": __version__, "seconds": round(time.perf_counter() - t0, 1),
