@@ -353,7 +353,7 @@ def _keep(events: Events, refiner: Refiner | None, rng: np.random.Generator,
 def _refine(events: Events, refiner: Refiner, rng: np.random.Generator,
             stats: dict[str, Any], device: torch.device | None = None) -> Events:
     """The events of a batch the refiner keeps (its features on torch's number of threads, its
-    trees on ``device`` when that is a GPU: the model's);
+    trees on ``device`` when that is a CUDA GPU: the model's);
     the counts ``refine_drawn``, ``refine_kept`` and ``refine_clipped`` (weights above the
     cap) of ``stats`` (:func:`generate_events`) go up."""
     keep, clipped = refiner.accept(events, rng, threads=torch.get_num_threads(), device=device)

@@ -136,10 +136,10 @@ class Refiner:
     def weights(self, events: Events, *, threads: int = 1, device: Any = None) -> np.ndarray:
         """w = p_train / p_model of each event, float64 [N] (before the cap).  ``threads`` > 1
         computes parts of the batch in parallel threads (numpy releases the GIL; the same
-        values: every event's weight is its own).  ``device``: a torch device whose type is
-        not ``"cpu"`` (a GPU) walks the trees there, after the features on the CPU threads
-        (the same weights to rounding); None or a CPU: all in numpy."""
-        if device is not None and str(device).split(":")[0] != "cpu":
+        values: every event's weight is its own).  ``device``: a CUDA device (torch device
+        or name) walks the trees there, after the features on the CPU threads (the same
+        weights to rounding); None or any other device: all in numpy on the CPU."""
+        if device is not None and str(device).startswith("cuda"):
             x = np.concatenate(self._parts(self.features, events, threads))
             return np.exp(-np.clip(self.trees.logit(x, device=device), -50.0, 50.0))
         return np.concatenate(self._parts(lambda part: self._weights(self.features(part)),
