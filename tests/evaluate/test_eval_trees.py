@@ -88,8 +88,8 @@ def test_bad_inputs_are_refused() -> None:
 def test_concatenated_ensembles_sum_their_logits() -> None:
     a, rng = _fitted(4)
     b, _ = _fitted(5)
-    parts = [TreeEnsemble.from_sklearn(a), TreeEnsemble.from_sklearn(b, n_trees=9), _stump()
-             if a.n_features_in_ == 2 else TreeEnsemble.from_sklearn(a, n_trees=1)]
+    parts = [TreeEnsemble.from_sklearn(a), TreeEnsemble.from_sklearn(b, n_trees=9),
+             TreeEnsemble.from_sklearn(a, n_trees=1)]
     both = TreeEnsemble.concatenate(parts)
     assert both.n_trees == sum(p.n_trees for p in parts)
     assert (np.diff(both.depths) <= 0).all()

@@ -141,7 +141,6 @@ class TreeEnsemble:
                 k: torch.as_tensor(np.asarray(getattr(self, k)), device=dev)
                 for k in ("feature", "threshold", "missing_left", "child", "value", "roots")}
         t = self._on_device[key]
-        k_at = [int(np.count_nonzero(self.depths > step)) for step in range(self.depth)]
         out = []
         for i in range(0, len(x), chunk):
             xs = torch.as_tensor(x[i : i + chunk], device=dev)
@@ -149,7 +148,7 @@ class TreeEnsemble:
             flat = xs.reshape(-1)
             base = (torch.arange(n, device=dev) * self.n_features)[:, None]
             node = t["roots"].long().expand(n, -1).clone()
-            for k in k_at:
+            for k in self._widths():
                 at = node[:, :k]
                 v = flat[base + t["feature"][at]]
                 left = torch.where(torch.isnan(v), t["missing_left"][at], v <= t["threshold"][at])
@@ -157,13 +156,17 @@ class TreeEnsemble:
             out.append((self.baseline + t["value"][node].sum(dim=1)).cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0)
 
+    def _widths(self) -> list[int]:
+        """How many trees (a prefix: they are ordered deepest first) still walk at each of the
+        ``depth`` steps."""
+        return [int(np.count_nonzero(self.depths > step)) for step in range(self.depth)]
+
     def _logit(self, x: np.ndarray) -> np.ndarray:
         n = len(x)
         flat = x.ravel()
         base = (np.arange(n, dtype=np.int64) * self.n_features)[:, None]
         node = np.broadcast_to(self.roots, (n, self.n_trees)).astype(np.int64)
-        for step in range(self.depth):
-            k = int(np.count_nonzero(self.depths > step))  # the trees still walking: a prefix
+        for k in self._widths():
             at = node[:, :k]
             v = flat[base + self.feature[at]]
             right = ~np.where(np.isnan(v), self.missing_left[at], v <= self.threshold[at])

@@ -159,8 +159,8 @@ def _bench_refined(model_dir: str, prior: str, process: str, *, device: str, sca
                    batch_size: int, seed: int) -> list[dict[str, Any]]:
     """One row for ``fastmc generate`` with the model directory's refiner (whole events kept or
     dropped, :mod:`fastmc.workflows.refine`), to memory: the model on ``device``, the
-    refiner's features and trees on the CPU (torch's number of threads); none without a
-    refiner."""
+    refiner's features on the CPU (torch's number of threads), its trees on ``device`` when
+    that is a CUDA GPU, else on the CPU too; none without a refiner."""
     from fastmc.workflows.generate import generate_events
     from fastmc.workflows.refine import load_refiner
 
@@ -208,7 +208,7 @@ def run_bench(
     of them.  ``scale`` multiplies the events timed (300, 1e4 and 1e5 at batch sizes 1, 100
     and 1e4).  A model directory with a refiner (``fastmc refine``) gets one more row per device:
     refined generation to memory (what ``fastmc generate`` does with it; the refiner's
-    features and trees always run on the CPU).  ``progress(1)``
+    features run on the CPU, its trees on the GPU row's GPU).  ``progress(1)``
     after each measurement.  Keys: ``machine``, ``model``,
     ``rows`` (device, target, batch_size, events, seconds, events_per_s), ``not_measured``
     (what could not be measured and why), ``simulation``, ``ratio``.
