@@ -202,6 +202,11 @@ def test_the_evaluation_report_says_what_refinement_did(refined: Path, setup: di
     assert f"kept {100 * r['acceptance']:.1f}% of {r['drawn']:,} drawn events" in note
     c = r["fit"]["closure"]
     assert f"marginal closure (chi2/ndf) {c['before']:.2f} -> {c['after']:.2f}" in note
+    generate(refined, setup["root"] / "nw.parquet", 500, seed=4, refine_mode="weights")
+    r = read_events(setup["root"] / "nw.parquet").meta["refinement"]
+    note = generation_note(generation_record(read_events(setup["root"] / "nw.parquet").meta))
+    assert (f"as event weights on all 500 drawn events (effective share {r['effective_share']:.3f}"
+            in note)
     unrefined = generation_record(read_events(setup["train"]).meta) or {}  # --no-refine output
     assert "refinement" not in unrefined
     assert generation_note(None) is None
@@ -218,6 +223,9 @@ def test_python_api_refines_in_memory_too(refined: Path, setup: dict, tmp_path: 
     assert len(auto) == len(forced) == len(plain) == 300
     np.testing.assert_array_equal(auto.p4, forced.p4)
     assert not np.array_equal(auto.p4, plain.p4)
+    weighted = fastmc.generate(refined, 300, seed=3, refine_mode="weights")
+    np.testing.assert_array_equal(weighted.p4, plain.p4)  # the same events, other weights
+    assert weighted.weight.std() > 0 and plain.weight.std() == 0
     copy = tmp_path / "m"
     shutil.copytree(setup["model"], copy)
     import warnings
@@ -236,8 +244,10 @@ def test_bench_times_refined_generation_too(refined: Path) -> None:
     result = run_bench(refined, scale=0.01, batch_sizes=(100,), targets=("memory",),
                        device="cpu", simulate=False)
     rows = [r for r in result["rows"] if "refined" in r["target"]]
-    assert len(rows) == 1 and rows[0]["events"] >= 100 and rows[0]["events_per_s"] > 0
+    assert len(rows) == 2 and all(r["events"] >= 100 and r["events_per_s"] > 0 for r in rows)
     assert "% of drawn kept" in rows[0]["target"]
+    ess = float(rows[1]["target"].split("effective share ")[1].rstrip(")"))
+    assert "as weights" in rows[1]["target"] and 0 < ess < 1
 
 
 def test_the_models_store_gives_its_training_split(setup: dict, tiny_store: Path) -> None:
@@ -289,3 +299,46 @@ def test_generated_events_per_stage_follow_the_training_count() -> None:
         RefineConfig(events=999)
     with pytest.raises(ConfigError, match="stages"):
         RefineConfig(stages=0)
+
+
+def test_weights_mode_keeps_every_event_and_moves_the_weighted_share(setup: dict, refined: Path) -> None:
+    out = setup["root"] / "w.parquet"
+    generate(refined, out, 4000, seed=1, refine=True, refine_mode="weights", batch_size=2000)
+    ev = read_events(out)
+    raw = read_events_of(refined, setup["root"] / "w0.parquet", 4000, seed=1, refine=False)
+    np.testing.assert_array_equal(ev.p4, raw.p4)  # the same events as without the refiner
+    np.testing.assert_array_equal(ev.types, raw.types)
+    factor = ev.weight / raw.weight
+    assert factor.min() > 0 and factor.std() > 0.05
+    assert abs(factor.mean() - 1) < 0.1  # the sum of the weights is unchanged on average
+    share = float(np.average(_hard(ev, setup["cut"]), weights=ev.weight))
+    moved = (setup["share_model"] - share) / (setup["share_model"] - setup["share_train"])
+    assert 0.75 < moved < 1.15, (share, setup)
+    meta = json.loads(json.dumps(ev.meta))["refinement"]
+    assert meta["mode"] == "weights" and meta["drawn"] == meta["kept"] == 4000
+    assert meta["rejected"] == 0 and 0 < meta["effective_share"] < 1
+    ess = factor.sum() ** 2 / (factor ** 2).sum() / len(factor)
+    assert meta["effective_share"] == pytest.approx(ess, rel=1e-6)
+    assert "none moved or dropped" in meta["reason"]
+    # nothing dropped: a run in parts works, and its parts are the whole run's events
+    parts = [setup["root"] / f"wp{k}.parquet" for k in (0, 1)]
+    for k, path in enumerate(parts):
+        generate(refined, path, 4000, seed=1, refine_mode="weights", batch_size=2000,
+                 part=(k, 2), shard_size=2000)
+    whole = setup["root"] / "wall.parquet"
+    generate(refined, whole, 4000, seed=1, refine_mode="weights", batch_size=2000, shard_size=2000)
+    joined, ev = Events.concatenate([read_events(p) for p in parts]), read_events(whole)
+    np.testing.assert_array_equal(joined.p4, ev.p4)
+    np.testing.assert_allclose(joined.weight, ev.weight, rtol=1e-12)
+    with pytest.raises(ConfigError, match="refine_mode"):
+        generate(refined, setup["root"] / "x.parquet", 10, refine_mode="drop")
+
+
+def test_cli_generates_weighted_events(refined: Path, tmp_path: Path) -> None:
+    out = tmp_path / "w.parquet"
+    args = ["generate", str(refined), "-n", "500", "-o", str(out), "--refine-mode", "weights"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "weighted all 500 drawn events (effective share" in " ".join(res.output.split())
+    res = CliRunner().invoke(app, [*args[:-1], "drop", "--overwrite"])
+    assert res.exit_code != 0 and "--refine-mode must be one of reject, weights" in " ".join(res.output.split())

@@ -157,8 +157,9 @@ def _bench_model(
 
 def _bench_refined(model_dir: str, prior: str, process: str, *, device: str, scale: float,
                    batch_size: int, seed: int) -> list[dict[str, Any]]:
-    """One row for ``fastmc generate`` with the model directory's refiner (whole events kept or
-    dropped, :mod:`fastmc.workflows.refine`), to memory: the model on ``device``, the
+    """Two rows for ``fastmc generate`` with the model directory's refiner
+    (:mod:`fastmc.workflows.refine`), to memory: whole events kept or dropped, and every event
+    kept with the refiner's factor in its weight (``--refine-mode weights``); the model on ``device``, the
     refiner's features on the CPU (torch's number of threads), its trees on ``device`` when
     that is a CUDA GPU, else on the CPU too; none without a refiner."""
     from fastmc.workflows.generate import generate_events
@@ -168,23 +169,28 @@ def _bench_refined(model_dir: str, prior: str, process: str, *, device: str, sca
     if refiner is None:
         return []
     m = load_model(model_dir, device=device)
-    n = max(int(20_000 * scale), batch_size)
-    stats: dict[str, Any] = {}
+    rows = []
+    for mode in ("reject", "weights"):
+        n = max(int((20_000 if mode == "reject" else 60_000) * scale), batch_size)
+        stats: dict[str, Any] = {}
 
-    def run(k: int) -> None:
-        for _ in generate_events(m, k, prior=prior, process=process, batch_size=batch_size,
-                                 seed=seed, refiner=refiner, stats=stats):
-            pass
+        def run(k: int, mode: str = mode, stats: dict[str, Any] = stats) -> None:
+            for _ in generate_events(m, k, prior=prior, process=process, batch_size=batch_size,
+                                     seed=seed, refiner=refiner, stats=stats, refine_mode=mode):
+                pass
 
-    run(batch_size)  # warm-up (a compiled sampler compiles here)
-    stats.clear()
-    t0 = time.perf_counter()
-    run(n)
-    dt = time.perf_counter() - t0
-    kept = stats.get("refine_kept", 0) / max(stats.get("refine_drawn", 1), 1)
-    return [{"device": device, "target": f"memory, refined ({100 * kept:.0f}% of drawn kept)",
-             "batch_size": batch_size, "events": n, "seconds": dt,
-             "events_per_s": n / dt if dt > 0 else float("inf")}]
+        run(batch_size)  # warm-up (a compiled sampler compiles here)
+        stats.clear()
+        t0 = time.perf_counter()
+        run(n)
+        dt = time.perf_counter() - t0
+        kept = stats.get("refine_kept", 0) / max(stats.get("refine_drawn", 1), 1)
+        ess = stats.get("refine_w", 0.0) ** 2 / max(stats.get("refine_drawn", 1) * stats.get("refine_w2", 1.0), 1e-300)
+        target = (f"memory, refined ({100 * kept:.0f}% of drawn kept)" if mode == "reject" else
+                  f"memory, refined as weights (effective share {ess:.2f})")
+        rows.append({"device": device, "target": target, "batch_size": batch_size, "events": n,
+                     "seconds": dt, "events_per_s": n / dt if dt > 0 else float("inf")})
+    return rows
 
 
 def run_bench(
@@ -206,9 +212,9 @@ def run_bench(
 
     ``device="auto"`` measures the CPU and, when present, the GPU; ``"cpu"``/``"cuda"`` one
     of them.  ``scale`` multiplies the events timed (300, 1e4 and 1e5 at batch sizes 1, 100
-    and 1e4).  A model directory with a refiner (``fastmc refine``) gets one more row per device:
-    refined generation to memory (what ``fastmc generate`` does with it; the refiner's
-    features run on the CPU, its trees on the GPU row's GPU).  ``progress(1)``
+    and 1e4).  A model directory with a refiner (``fastmc refine``) gets two more rows per
+    device: refined generation to memory (what ``fastmc generate`` does with it, rejecting
+    and as weights; the refiner's features run on the CPU, its trees on the GPU row's GPU).  ``progress(1)``
     after each measurement.  Keys: ``machine``, ``model``,
     ``rows`` (device, target, batch_size, events, seconds, events_per_s), ``not_measured``
     (what could not be measured and why), ``simulation``, ``ratio``.

@@ -79,6 +79,10 @@ __all__ = [
     "shard_seed",
 ]
 
+#: How a refiner applies (:func:`generate_events`): whole events kept or dropped, or every
+#: event kept with the refiner's factor in its weight.
+REFINE_MODES = ("reject", "weights")
+
 SEED_RULE = "numpy.random.SeedSequence(seed, spawn_key=(shard,)).generate_state(1, uint64)[0] >> 1"
 
 
@@ -202,7 +206,8 @@ def _check_arguments(
     if part is not None and (selecting or prior == "truth"):
         raise ConfigError(
             "--shard needs every generated event kept in order: it does not combine with "
-            "--channel, --where, --prior truth or a refiner (pass --no-refine); select with "
+            "--channel, --where, --prior truth or a rejecting refiner (pass --no-refine or "
+            "--refine-mode weights); select with "
             "`fastmc convert`/your analysis afterwards"
         )
     if n < 0:
@@ -254,6 +259,7 @@ def generate_events(
     stats: dict[str, Any] | None = None,
     part: tuple[int, int] | None = None,
     refiner: Refiner | None = None,
+    refine_mode: str = "reject",
 ) -> Iterator[Events]:
     """Yield batches of generated Events (GeV) until ``n`` are produced (see module doc).
 
@@ -269,12 +275,13 @@ def generate_events(
     the caller passes) receives ``attempted`` (events generated), ``passed`` (of those,
     passing the selection; the surplus of the last batch included), ``accepted`` (yielded),
     ``shards`` and ``region_path``.  ``refiner``: keep or drop each drawn event before the
-    selection (:func:`_refine`; one numpy generator per seed shard, from the shard's seed).
+    selection (:func:`_refine`; one numpy generator per seed shard, from the shard's seed), or
+    with ``refine_mode="weights"`` keep it with the refiner's factor in its weight (:func:`_weigh`).
     """
+    weighting = _weighting(refiner, refine_mode)
     selection = Selection.build(channel, where, min_acceptance, pilot_events)
-    _check_arguments(model, n, prior, batch_size, shard_size, truth_events, part,
-                     selection.active or refiner is not None)
-    rejecting = selection.active or refiner is not None
+    rejecting = selection.active or (refiner is not None and not weighting)
+    _check_arguments(model, n, prior, batch_size, shard_size, truth_events, part, rejecting)
     first, stop = part_range(n, shard_size, part)
     plan, bounds = _plan(model, selection, region_path, process=process, cocktail=cocktail,
                          prior=prior, params=params, force=force)
@@ -301,11 +308,11 @@ def generate_events(
         attempted += b
         events = raw.to_events(process_names=plan.names, event_id_start=accepted)
         _check_output_events(events)
-        events = _keep(events, refiner, refine_rng, selection, tally, stats, n, t0, device)
+        events = _keep(events, refiner, refine_rng, selection, tally, stats, n, t0, device, weighting)
         if rejecting:
             events = events[: stop - accepted]
             events.event_id[:] = np.arange(accepted, accepted + len(events))
-        events.weight[:] = weights[events.process_code]
+        events.weight[:] = weights[events.process_code] * (events.weight if weighting else 1.0)
         accepted += len(events)
         stats.update(attempted=attempted - first, accepted=accepted - first, passed=tally.passed,
                      offered=tally.offered, shards=shard + 1 - first // shard_size)
@@ -334,10 +341,13 @@ class _Tally:
 
 def _keep(events: Events, refiner: Refiner | None, rng: np.random.Generator,
           selection: Selection, tally: _Tally, stats: dict[str, Any], n: int, t0: float,
-          device: torch.device | None = None) -> Events:
+          device: torch.device | None = None, weighting: bool = False) -> Events:
     """The events of a batch that the refiner (if any; its trees on ``device``) and then the
-    selection keep."""
-    if refiner is not None:
+    selection keep; with ``weighting`` the refiner keeps all and puts its factor in the weight
+    column (which the caller multiplies by the process weight after the selection)."""
+    if refiner is not None and weighting:
+        events.weight[:] = _weigh(events, refiner, stats, device)
+    elif refiner is not None:
         events = _refine(events, refiner, rng, stats, device)
     tally.offered += len(events)
     if selection.active:
@@ -361,6 +371,28 @@ def _refine(events: Events, refiner: Refiner, rng: np.random.Generator,
                      ("refine_clipped", clipped)):
         stats[key] = stats.get(key, 0) + add
     return events[keep]
+
+
+def _weighting(refiner: Refiner | None, refine_mode: str) -> bool:
+    """True when a run applies ``refiner`` as event weights; ConfigError for an unknown mode."""
+    if refine_mode not in REFINE_MODES:
+        raise ConfigError(f"refine_mode must be one of {', '.join(REFINE_MODES)}, not {refine_mode!r}")
+    return refiner is not None and refine_mode == "weights"
+
+
+def _weigh(events: Events, refiner: Refiner, stats: dict[str, Any],
+           device: torch.device | None = None) -> np.ndarray:
+    """The refiner's weight factor of each event of a batch, float64 [N]: ``min(w, cap)`` over
+    its mean on generated events at the fit (``cap`` x the fit's acceptance), so that the
+    weights' sum is unchanged on average; the counts ``refine_drawn``, ``refine_kept`` (all),
+    ``refine_clipped`` and the sums ``refine_w``, ``refine_w2`` of ``stats`` go up."""
+    w = refiner.weights(events, threads=torch.get_num_threads(), device=device)
+    factor = np.minimum(w, refiner.cap) / (refiner.cap * refiner.expected_acceptance)
+    for key, add in (("refine_drawn", len(events)), ("refine_kept", len(events)),
+                     ("refine_clipped", int((w > refiner.cap).sum())),
+                     ("refine_w", float(factor.sum())), ("refine_w2", float((factor ** 2).sum()))):
+        stats[key] = stats.get(key, 0) + add
+    return factor
 
 
 def _plan(model: GenerativeModel, selection: Selection, region_path: str, **what: Any
@@ -438,11 +470,22 @@ def _run_meta(stats: dict[str, Any], plan: ProcessPlan, counts: np.ndarray, chan
     return out
 
 
-def _refinement_meta(refiner: Refiner | None, stats: Mapping[str, Any]) -> dict[str, Any] | None:
+def _refinement_meta(refiner: Refiner | None, stats: Mapping[str, Any], mode: str = "reject"
+                     ) -> dict[str, Any] | None:
     """The output metadata ``refinement`` of a run: events drawn, kept and clipped (weight above
-    the cap) by the refiner, and what its fit measured; None without a refiner."""
+    the cap) by the refiner, and what its fit measured; with ``mode="weights"`` the effective
+    share of the weights, (sum w)^2 / (N sum w^2), too; None without a refiner."""
     if refiner is None:
         return None
+    if mode == "weights":
+        drawn, sw, sw2 = int(stats.get("refine_drawn", 0)), stats.get("refine_w", 0.0), stats.get("refine_w2", 0.0)
+        meta = _refinement_meta(refiner, stats)
+        return {**meta, "mode": "weights",  # type: ignore[dict-item]
+                "effective_share": sw * sw / (drawn * sw2) if drawn and sw2 else None,
+                "mean_factor": sw / drawn if drawn else None,
+                "reason": "classifier refinement as event weights: every drawn event kept, its "
+                          "weight multiplied by min(w, cap) / (cap x the acceptance at the fit); "
+                          "none moved or dropped"}
     drawn, kept = int(stats.get("refine_drawn", 0)), int(stats.get("refine_kept", 0))
     clipped = int(stats.get("refine_clipped", 0))
     fit = {k: refiner.info.get(k) for k in ("method", "acceptance", "clipped_share", "cap",
@@ -450,7 +493,7 @@ def _refinement_meta(refiner: Refiner | None, stats: Mapping[str, Any]) -> dict[
                                             "generated_events", "validation_log_loss",
                                             "mean_weight_generated", "stages", "closure")}
     return {
-        "drawn": drawn, "kept": kept, "rejected": drawn - kept,
+        "mode": "reject", "drawn": drawn, "kept": kept, "rejected": drawn - kept,
         "acceptance": kept / drawn if drawn else None,
         "clipped": clipped, "clipped_share": clipped / drawn if drawn else None,
         "reason": "classifier refinement: whole events kept with probability min(w / cap, 1), "
@@ -499,6 +542,7 @@ def generate(
     progress: Callable[[int], None] | None = None,
     part: tuple[int, int] | None = None,
     refine: bool | None = None,
+    refine_mode: str = "reject",
 ) -> GenerateReport:
     """Generate ``n`` events into ``out_path`` (.csv, .csv.gz, .parquet or .root), atomically.
 
@@ -510,7 +554,9 @@ def generate(
     ``m`` of the run of ``n`` events (module doc).  The output's metadata records the plan,
     the seeds, the part, the selection's efficiency and the refinement's counts.  ``refine``:
     use the model directory's refiner (:mod:`fastmc.workflows.refine`): None = when it has a
-    valid one, True = it must, False = never.  Returns a :class:`GenerateReport`.
+    valid one, True = it must, False = never; ``refine_mode``: "reject" (keep or drop whole
+    events) or "weights" (keep every event, the refiner's factor in its weight; see
+    :func:`generate_events`).  Returns a :class:`GenerateReport`.
     """
     from fastmc.io import open_writer
 
@@ -531,29 +577,38 @@ def generate(
             model, n, prior=prior, process=process, cocktail=cocktail, params=params, force=force,
             batch_size=batch_size, seed=seed, shard_size=shard_size, channel=channel, where=where,
             truth_events=truth_events, min_acceptance=min_efficiency, pilot_events=pilot_events,
-            region_path=region_path, stats=stats, part=part, refiner=refiner,
+            region_path=region_path, stats=stats, part=part, refiner=refiner, refine_mode=refine_mode,
         ):
             writer.write(events)
             counts += np.bincount(events.process_code, minlength=len(plan.names))
             if progress is not None:
                 progress(len(events))
-        writer.meta.update(_run_meta(stats, plan, counts, channel, where, min_efficiency,
-                                     pilot_events), refinement=_refinement_meta(refiner, stats))
+        writer.meta.update(_run_meta(stats, plan, counts, channel, where, min_efficiency, pilot_events),
+                           refinement=_refinement_meta(refiner, stats, refine_mode))
         rejection = _model_rejection(before, model.generation_stats())
         writer.meta["model_rejection"] = rejection
+    return _report(out_path, writer.meta, meta, stats, plan.label, prior, seed, part, (first, stop),
+                   rejection, time.perf_counter() - t0)
+
+
+def _report(out_path: str | os.PathLike[str], written: Mapping[str, Any], meta: Mapping[str, Any],
+            stats: Mapping[str, Any], process: str, prior: str, seed: int,
+            part: tuple[int, int] | None, span: tuple[int, int], rejection: Mapping[str, Any],
+            seconds: float) -> GenerateReport:
+    """The :class:`GenerateReport` of a :func:`generate` run (``written``: the output's final
+    metadata, ``meta``: the run's, ``span``: [first, stop) of the whole run)."""
+    first, stop = span
     attempted, passed, offered = (int(stats.get(k, 0)) for k in ("attempted", "passed", "offered"))
-    seconds = time.perf_counter() - t0
     return GenerateReport(
         path=str(out_path), n=stop - first, attempted=attempted,
         rejected_share=1.0 - passed / attempted if attempted else 0.0, seconds=seconds,
         events_per_s=(stop - first) / seconds if seconds > 0 else math.inf, prior=prior,
-        process=plan.label, seed=int(seed), shards=int(stats.get("shards", 0)),
+        process=process, seed=int(seed), shards=int(stats.get("shards", 0)),
         weight=meta["weight"] if meta["weight"] is not None else float("nan"), part=part,
         events=(first, stop), efficiency=passed / offered if offered else None,
-        where=meta["where"], process_counts=writer.meta["process_counts"],
-        region_path=writer.meta.get("region_path"),
-        model_rejected_share=rejection["rejected_share"],
-        refinement=writer.meta["refinement"],
+        where=meta["where"], process_counts=written["process_counts"],
+        region_path=written.get("region_path"), model_rejected_share=rejection["rejected_share"],
+        refinement=written["refinement"],
     )
 
 
