@@ -342,3 +342,14 @@ def test_cli_generates_weighted_events(refined: Path, tmp_path: Path) -> None:
     assert "weighted all 500 drawn events (effective share" in " ".join(res.output.split())
     res = CliRunner().invoke(app, [*args[:-1], "drop", "--overwrite"])
     assert res.exit_code != 0 and "--refine-mode must be one of reject, weights" in " ".join(res.output.split())
+
+
+def test_weights_mode_without_a_refiner_says_so(refined: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "m"
+    shutil.copytree(refined, copy)
+    ModelDir(copy).remove_refiner()
+    with pytest.warns(UserWarning, match="has no refiner that applies"):
+        generate(copy, tmp_path / "g.parquet", 100, refine_mode="weights")
+    assert read_events(tmp_path / "g.parquet").meta["refinement"] is None

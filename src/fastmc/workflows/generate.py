@@ -38,6 +38,7 @@ import dataclasses
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -561,6 +562,10 @@ def generate(
     from fastmc.io import open_writer
 
     model, model_dir, refiner = _load(model, device, refine, prior)
+    if refiner is None and refine_mode == "weights" and refine is not False:
+        warnings.warn(f"refine_mode='weights' but {model_dir or 'the model'} has no refiner that "
+                      "applies: generating without refinement (fit one with `fastmc refine`)",
+                      UserWarning, stacklevel=2)
     plan = process_plan(model, process=process, cocktail=cocktail, prior=prior, params=params,
                         force=force)
     n = _run_size(model, n, cocktail, lumi)
