@@ -35,7 +35,9 @@ def generation_note(record: Mapping[str, Any] | None) -> str | None:
         if r.get("mode") == "weights":
             notes.append(f"classifier refinement as event weights on all {r['drawn']:,} drawn events "
                          f"(effective share {r['effective_share']:.3f}, {r['clipped']:,} above the "
-                         f"weight cap{fit})")
+                         f"weight cap{fit}); FPD and KPD below ignore the weights (the events "
+                         "before refinement), and W1's floor is unweighted (weighted W1 "
+                         "fluctuates more)")
         else:
             notes.append(f"classifier refinement kept {100 * r['acceptance']:.1f}% of {r['drawn']:,} "
                          f"drawn events ({r['clipped']:,} above the weight cap{fit})")
