@@ -455,12 +455,12 @@ def generate_cmd(
         "reject", "--refine-mode",
         help="How the refiner applies: reject (keep or drop whole events: unweighted events) "
         "or weights (keep every drawn event, the refiner's factor min(w, cap) / mean in its "
-        "weight: weighted events, about 3x faster; the effective share is in the metadata).",
+        "weight: weighted events, 3-5x faster; the effective share is in the metadata).",
     ),
 ) -> None:
     """Generate N events with a trained model, streamed to OUTPUT (GeV inside; MeV in CSV)."""
     from fastmc.io import check_output, detect_format
-    from fastmc.workflows.generate import REFINE_MODES, generate, parse_part, part_range
+    from fastmc.workflows.generate import check_refine_mode, generate, parse_part, part_range
 
     with errors_as_exit():
         detect_format(output)  # a bad extension fails before the model is loaded
@@ -473,8 +473,7 @@ def generate_cmd(
 
             parse_region(where)  # a syntax error before the model is loaded
         part = parse_part(shard) if shard is not None else None
-        if refine_mode not in REFINE_MODES:
-            raise ConfigError(f"--refine-mode must be one of {', '.join(REFINE_MODES)}, not {refine_mode!r}")
+        check_refine_mode(refine_mode, "--refine-mode")  # before the model is loaded
         if block_size < 1:
             raise ConfigError(f"--block-size must be >= 1, got {block_size}")
         if part is not None and n is None:

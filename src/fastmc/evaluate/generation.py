@@ -32,13 +32,11 @@ def generation_note(record: Mapping[str, Any] | None) -> str | None:
         closure = (r.get("fit") or {}).get("closure") or {}
         fit = (f"; its fit's marginal closure (chi2/ndf) {closure['before']:.2f} -> "
                f"{closure['after']:.2f}" if closure.get("after") is not None else "")
-        if r.get("mode") == "weights":
-            notes.append(f"classifier refinement as event weights on all {r['drawn']:,} drawn events "
-                         f"(effective share {r['effective_share']:.3f}, {r['clipped']:,} above the "
-                         f"weight cap{fit}); FPD and KPD below ignore the weights (the events "
-                         "before refinement), and W1's floor is unweighted (weighted W1 "
-                         "fluctuates more)")
-        else:
-            notes.append(f"classifier refinement kept {100 * r['acceptance']:.1f}% of {r['drawn']:,} "
-                         f"drawn events ({r['clipped']:,} above the weight cap{fit})")
+        weighted = r.get("mode") == "weights"
+        head = (f"as event weights on all {r['drawn']:,} drawn events (effective share "
+                f"{r['effective_share']:.3f}, " if weighted else
+                f"kept {100 * r['acceptance']:.1f}% of {r['drawn']:,} drawn events (")
+        notes.append(f"classifier refinement {head}{r['clipped']:,} above the weight cap{fit})"
+                     + ("; FPD and KPD below ignore the weights (the events before refinement), "
+                        "and W1's floor is unweighted (weighted W1 fluctuates more)" if weighted else ""))
     return "; ".join(notes) or None

@@ -110,7 +110,7 @@ def generate(model: GenerativeModel | PathLike, n: int, *, prior: str = "normal"
     (at the same thread count).  ``refine``: use the model directory's refiner (:func:`refine`;
     None = when it has a valid one, True = it must, False = never); ``refine_mode``:
     ``"reject"`` (keep or drop whole events: unweighted) or ``"weights"`` (keep every event,
-    the refiner's factor in its ``weight``: about 3x faster, docs/models.md).  With ``output``
+    the refiner's factor in its ``weight``: 3-5x faster than rejection, docs/models.md).  With ``output``
     the events are streamed to that file and its path is returned.
     """
     from fastmc.devices import resolve_device

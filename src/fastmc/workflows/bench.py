@@ -162,7 +162,7 @@ def _bench_refined(model_dir: str, prior: str, process: str, *, device: str, sca
     kept with the refiner's factor in its weight (``--refine-mode weights``); the model on ``device``, the
     refiner's features on the CPU (torch's number of threads), its trees on ``device`` when
     that is a CUDA GPU, else on the CPU too; none without a refiner."""
-    from fastmc.workflows.generate import generate_events
+    from fastmc.workflows.generate import REFINE_MODES, _refinement_meta, generate_events
     from fastmc.workflows.refine import load_refiner
 
     refiner = load_refiner(model_dir, prior=prior)
@@ -170,24 +170,19 @@ def _bench_refined(model_dir: str, prior: str, process: str, *, device: str, sca
         return []
     m = load_model(model_dir, device=device)
     rows = []
-    for mode in ("reject", "weights"):
+    for mode in REFINE_MODES:
         n = max(int((20_000 if mode == "reject" else 60_000) * scale), batch_size)
-        stats: dict[str, Any] = {}
-
-        def run(k: int, mode: str = mode, stats: dict[str, Any] = stats) -> None:
+        for k in (batch_size, n):  # a warm-up batch (a compiled sampler compiles here), then n
+            stats: dict[str, Any] = {}
+            t0 = time.perf_counter()
             for _ in generate_events(m, k, prior=prior, process=process, batch_size=batch_size,
                                      seed=seed, refiner=refiner, stats=stats, refine_mode=mode):
                 pass
-
-        run(batch_size)  # warm-up (a compiled sampler compiles here)
-        stats.clear()
-        t0 = time.perf_counter()
-        run(n)
-        dt = time.perf_counter() - t0
-        kept = stats.get("refine_kept", 0) / max(stats.get("refine_drawn", 1), 1)
-        ess = stats.get("refine_w", 0.0) ** 2 / max(stats.get("refine_drawn", 1) * stats.get("refine_w2", 1.0), 1e-300)
-        target = (f"memory, refined ({100 * kept:.0f}% of drawn kept)" if mode == "reject" else
-                  f"memory, refined as weights (effective share {ess:.2f})")
+            dt = time.perf_counter() - t0
+        meta = _refinement_meta(refiner, stats, mode) or {}
+        target = (f"memory, refined ({100 * (meta['acceptance'] or 0):.0f}% of drawn kept)"
+                  if mode == "reject" else
+                  f"memory, refined as weights (effective share {meta['effective_share'] or 0:.2f})")
         rows.append({"device": device, "target": target, "batch_size": batch_size, "events": n,
                      "seconds": dt, "events_per_s": n / dt if dt > 0 else float("inf")})
     return rows

@@ -69,8 +69,10 @@ if TYPE_CHECKING:
     from fastmc.workflows.refine import Refiner
 
 __all__ = [
+    "REFINE_MODES",
     "GenerateReport",
     "check_prior",
+    "check_refine_mode",
     "event_weight",
     "generate",
     "generate_events",
@@ -374,10 +376,16 @@ def _refine(events: Events, refiner: Refiner, rng: np.random.Generator,
     return events[keep]
 
 
+def check_refine_mode(refine_mode: str, option: str = "refine_mode") -> None:
+    """ConfigError unless ``refine_mode`` is one of :data:`REFINE_MODES` (``option``: the name
+    the message gives it)."""
+    if refine_mode not in REFINE_MODES:
+        raise ConfigError(f"{option} must be one of {', '.join(REFINE_MODES)}, not {refine_mode!r}")
+
+
 def _weighting(refiner: Refiner | None, refine_mode: str) -> bool:
     """True when a run applies ``refiner`` as event weights; ConfigError for an unknown mode."""
-    if refine_mode not in REFINE_MODES:
-        raise ConfigError(f"refine_mode must be one of {', '.join(REFINE_MODES)}, not {refine_mode!r}")
+    check_refine_mode(refine_mode)
     return refiner is not None and refine_mode == "weights"
 
 
@@ -478,29 +486,28 @@ def _refinement_meta(refiner: Refiner | None, stats: Mapping[str, Any], mode: st
     share of the weights, (sum w)^2 / (N sum w^2), too; None without a refiner."""
     if refiner is None:
         return None
-    if mode == "weights":
-        drawn, sw, sw2 = int(stats.get("refine_drawn", 0)), stats.get("refine_w", 0.0), stats.get("refine_w2", 0.0)
-        meta = _refinement_meta(refiner, stats)
-        return {**meta, "mode": "weights",  # type: ignore[dict-item]
-                "effective_share": sw * sw / (drawn * sw2) if drawn and sw2 else None,
-                "mean_factor": sw / drawn if drawn else None,
-                "reason": "classifier refinement as event weights: every drawn event kept, its "
-                          "weight multiplied by min(w, cap) / (cap x the acceptance at the fit); "
-                          "none moved or dropped"}
     drawn, kept = int(stats.get("refine_drawn", 0)), int(stats.get("refine_kept", 0))
     clipped = int(stats.get("refine_clipped", 0))
     fit = {k: refiner.info.get(k) for k in ("method", "acceptance", "clipped_share", "cap",
                                             "cap_quantile", "trees", "training_events",
                                             "generated_events", "validation_log_loss",
                                             "mean_weight_generated", "stages", "closure")}
-    return {
-        "mode": "reject", "drawn": drawn, "kept": kept, "rejected": drawn - kept,
+    meta = {
+        "mode": mode, "drawn": drawn, "kept": kept, "rejected": drawn - kept,
         "acceptance": kept / drawn if drawn else None,
         "clipped": clipped, "clipped_share": clipped / drawn if drawn else None,
         "reason": "classifier refinement: whole events kept with probability min(w / cap, 1), "
                   "none moved",
         "fit": fit,
     }
+    if mode == "weights":
+        sw, sw2 = stats.get("refine_w", 0.0), stats.get("refine_w2", 0.0)
+        meta.update(effective_share=sw * sw / (drawn * sw2) if drawn and sw2 else None,
+                    mean_factor=sw / drawn if drawn else None,
+                    reason="classifier refinement as event weights: every drawn event kept, its "
+                           "weight multiplied by min(w, cap) / (cap x the acceptance at the fit); "
+                           "none moved or dropped")
+    return meta
 
 
 def _metadata(model: GenerativeModel, model_dir: str | None, plan: ProcessPlan, n: int, *,

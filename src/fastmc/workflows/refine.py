@@ -140,8 +140,7 @@ class Refiner:
         or name) walks the trees there, after the features on the CPU threads (the same
         weights to rounding); None or any other device: all in numpy on the CPU."""
         if device is not None and str(device).startswith("cuda"):
-            x = np.concatenate(self._parts(self.features, events, threads))
-            return np.exp(-np.clip(self.trees.logit(x, device=device), -50.0, 50.0))
+            return self._weights(np.concatenate(self._parts(self.features, events, threads)), device)
         return np.concatenate(self._parts(lambda part: self._weights(self.features(part)),
                                           events, threads))
 
@@ -164,8 +163,8 @@ class Refiner:
         ``feature_names``, before the presence flags), float64 [N]."""
         return self._weights(as_presence(values, self.sparse))
 
-    def _weights(self, x: np.ndarray) -> np.ndarray:
-        return np.exp(-np.clip(self.trees.logit(x), -50.0, 50.0))
+    def _weights(self, x: np.ndarray, device: Any = None) -> np.ndarray:
+        return np.exp(-np.clip(self.trees.logit(x, device=device), -50.0, 50.0))
 
     def accept(self, events: Events, rng: np.random.Generator, *, threads: int = 1,
                device: Any = None) -> tuple[np.ndarray, int]:
