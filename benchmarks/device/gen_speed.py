@@ -1,6 +1,7 @@
-"""Generation events/s of one model directory, alone and refined, at several batch sizes and
-CPU thread counts (issue 13): the model on ``--device``, the refiner's whole-event features and
-trees on the CPU threads.  Prints a Markdown table and writes ``--json``.
+"""Generation events/s of one model directory, alone, refined by rejection and refined as
+event weights (``refine_mode="weights"``), at several batch sizes and CPU thread counts
+(issue 13): the model on ``--device``, the refiner's whole-event features on the CPU threads
+and its trees on the model's device.  Prints a Markdown table and writes ``--json``.
 
     python benchmarks/device/gen_speed.py MODEL_DIR --device cuda --batch 10000,100000 \\
         --threads 2,16 --events 200000 --json speed.json
@@ -24,13 +25,14 @@ from fastmc.workflows.generate import generate_events
 from fastmc.workflows.refine import load_refiner
 
 
-def _time(model, refiner, n: int, batch: int) -> dict:
+def _time(model, refiner, n: int, batch: int, mode: str) -> dict:
     stats: dict = {}
-    for _ in generate_events(model, batch, batch_size=batch, seed=1, refiner=refiner):
+    for _ in generate_events(model, batch, batch_size=batch, seed=1, refiner=refiner, refine_mode=mode):
         pass  # warm-up (compiles a compiled sampler)
     t0 = time.perf_counter()
     got = 0
-    for ev in generate_events(model, n, batch_size=batch, seed=0, refiner=refiner, stats=stats):
+    for ev in generate_events(model, n, batch_size=batch, seed=0, refiner=refiner, refine_mode=mode,
+                              stats=stats):
         got += len(ev)
     dt = time.perf_counter() - t0
     return {"events": got, "seconds": dt, "events_per_s": got / dt,
@@ -54,11 +56,14 @@ def main() -> None:
     for threads in map(int, a.threads.split(",")):
         torch.set_num_threads(threads)
         for batch in map(int, a.batch.split(",")):
-            for ref in (None, refiner) if refiner is not None else (None,):
-                r = {"device": a.device, "refined": ref is not None, "threads": threads,
-                     "batch": batch, **_time(model, ref, max(a.events, batch), batch)}
+            modes = [("no", None, "reject")]
+            if refiner is not None:
+                modes += [("rejection", refiner, "reject"), ("weights", refiner, "weights")]
+            for label, ref, mode in modes:
+                r = {"device": a.device, "refined": label, "threads": threads,
+                     "batch": batch, **_time(model, ref, max(a.events, batch), batch, mode)}
                 rows.append(r)
-                print(f"| {a.device} | {'yes' if r['refined'] else 'no'} | {threads} | {batch:,} | "
+                print(f"| {a.device} | {label} | {threads} | {batch:,} | "
                       f"{r['events']:,} | {r['drawn']:,} | {r['seconds']:.2f} | "
                       f"{r['events_per_s']:,.0f} |", flush=True)
     machine = {"python": platform.python_version(), "torch": torch.__version__,

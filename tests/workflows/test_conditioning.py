@@ -284,3 +284,37 @@ def test_evaluate_cli_per_process(cvae: Path, two_process_store: Path, tmp_path:
     saved = json.loads((tmp_path / "rep" / "per_process.json").read_text())
     assert set(saved["processes"]) == {"ttbar", "z_jets"}
     assert (tmp_path / "rep" / "z_jets" / "index.html").exists()
+
+
+def test_fit_sample_shares_events_between_processes() -> None:
+    """The events of the model's data-dependent state are shared between the processes (the
+    smaller one's leftover to the others), not the first ``n`` of the store in process order."""
+    from fastmc.workflows.train_store import _fit_quotas
+
+    assert [k for _, k in _fit_quotas([range(1_000_000), range(95_000)], 100_000)] == [50_000, 50_000]
+    assert [k for _, k in _fit_quotas([range(1_000_000), range(20_000)], 100_000)] == [80_000, 20_000]
+    assert [k for _, k in _fit_quotas([range(30), range(10), range(500)], 90)] == [30, 10, 50]
+    assert [k for _, k in _fit_quotas([range(5)], 100)] == [5]
+
+
+def test_flow_fit_sees_every_process_when_the_first_fills_fit_events(two_process_store: Path,
+                                                                       tmp_path: Path) -> None:
+    """fit_events below the first process's training events: the second process still gets
+    its pattern table, and the model generates it (session 13: it was refused)."""
+    import torch
+
+    from fastmc.models.modeldir import load_model
+    from fastmc.workflows.train_config import TrainConfig
+    from fastmc.workflows.train_store import train_from_store
+
+    torch.set_num_threads(1)
+    out = tmp_path / "flow"
+    cfg = TrainConfig(epochs=1, batch_size=64, batches_per_epoch=2, val_events=64, device="cpu",
+                      fit_events=400, seed=0)
+    train_from_store(two_process_store, out, model_name="flow", model_config=TINY_CONFIGS["flow"],
+                     config=cfg)
+    counts = load_model(out).process_counts.sum(dim=1)
+    assert counts.tolist() == [200, 200]
+    gen = tmp_path / "zj.parquet"
+    generate(out, gen, 50, seed=1, process="z_jets", device="cpu")
+    assert set(read_events(gen).process.tolist()) == {"z_jets"}

@@ -57,7 +57,8 @@ class TrainConfig:
                                loss (10; 0 disables early stopping)
     min_delta : float          improvement needed to count as better (0)
     val_events : int           validation events used per epoch, at most (50000)
-    fit_events : int           training events for the model's data-dependent state (100000)
+    fit_events : int           training events for the model's data-dependent state (100000),
+                               shared evenly between the processes
     loader_mode : str          "balanced" (one event of every process in turn, the theses'
                                scheme), "count" or "weight" (proportional; see
                                fastmc.data.loader)

@@ -88,6 +88,21 @@ def _split_events(store: Any, split: str, processes: tuple[str, ...]) -> list[An
     return out
 
 
+def _fit_quotas(events_list: list[Any], n: int) -> list[tuple[Any, int]]:
+    """(events, how many of them) per process for the model's data-dependent state (pattern
+    tables, standardisation): ``n`` shared evenly, what a small process leaves going to the
+    others (smallest first).  Taking the first ``n`` of the store in process order instead
+    left every process after a large first one out of the fit (a 1M-event first process:
+    the second process's pattern table empty, its generation refused; session 13)."""
+    quota = dict.fromkeys(range(len(events_list)), 0)
+    left = n
+    order = sorted(range(len(events_list)), key=lambda i: len(events_list[i]))
+    for j, i in enumerate(order):
+        quota[i] = min(len(events_list[i]), left // (len(order) - j))
+        left -= quota[i]
+    return [(ev, quota[i]) for i, ev in enumerate(events_list)]
+
+
 def _loader_batches(store: Any, processes: tuple[str, ...], config: TrainConfig):
     """``train_batches(epoch)`` of the balanced loader, process codes -> the model's."""
     from fastmc.data.loader import EventLoader
@@ -169,8 +184,8 @@ def _train(store_path: str | os.PathLike[str], model_dir: str | os.PathLike[str]
     model, config = _build(store, mdir, model_name, model_config, config, resume)
     processes = model.processes
     if not resume:
-        fit = list(store_batches(_split_events(store, "train", processes), config.fit_events,
-                                 config.fit_events))
+        fit = [b for ev, k in _fit_quotas(_split_events(store, "train", processes), config.fit_events)
+               for b in store_batches([ev], config.fit_events, k)]
         if fit:
             model.fit_data(cat_batches(fit))
     val_events = _split_events(store, "val", processes)
