@@ -53,12 +53,12 @@ def main() -> None:
     rows = []
     print("| device | refined | CPU threads | batch | events | drawn | seconds | events/s |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
+    modes = [("no", None, "reject")]
+    if refiner is not None:
+        modes += [("rejection", refiner, "reject"), ("weights", refiner, "weights")]
     for threads in map(int, a.threads.split(",")):
         torch.set_num_threads(threads)
         for batch in map(int, a.batch.split(",")):
-            modes = [("no", None, "reject")]
-            if refiner is not None:
-                modes += [("rejection", refiner, "reject"), ("weights", refiner, "weights")]
             for label, ref, mode in modes:
                 r = {"device": a.device, "refined": label, "threads": threads,
                      "batch": batch, **_time(model, ref, max(a.events, batch), batch, mode)}

@@ -16,12 +16,7 @@ R=$PWD; O=${OUT:-/tmp/devout}; W=${WORK:-/tmp/wd}; DEV=${DEV:-cuda}
 rm -rf "$W"; mkdir -p "$W"/{log,m} "$O"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 T0=$(date +%s)
-if [ -z "${LOCAL:-}" ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --prefix /tmp/pfx .whl/*.whl || exit 1
-  export PYTHONPATH=$R/src:$(echo /tmp/pfx/lib/python3*/site-packages); PY=python3
-else
-  export PYTHONPATH=$R/src; PY=$R/.venv/bin/python
-fi
+. benchmarks/device/env.sh
 F="$PY -m fastmc"; D=.dev/data
 MODEL=${MODEL:-.dev/m200}; SPEED_MODEL=${SPEED_MODEL:-.dev/m200_t100}
 NR=${NR:-800000}; TRAIN_S=${TRAIN_S:-270}; BS=${BS:-2048}; CFG=src/fastmc/configs/flow_large.yaml
@@ -29,9 +24,7 @@ NR=${NR:-800000}; TRAIN_S=${TRAIN_S:-270}; BS=${BS:-2048}; CFG=src/fastmc/config
 VARIANTS=${VARIANTS:-"large| wide|--set=hidden=256 deep|--set=transforms=10"}
 t() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a "$W/log/timeline.txt"; }
 t "start dev=$DEV $(nproc) cores"
-{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-  $PY -c "import torch,sys;print(sys.version, torch.__version__, torch.cuda.is_available())"
-  lscpu | grep -E "Model name|^CPU\(s\)"; } > "$W/log/machine.txt" 2>&1
+machine_info > "$W/log/machine.txt"
 
 OMP_NUM_THREADS=16 $F generate "$MODEL" -n "$NR" --seed 101 --device "$DEV" --threads 16 \
   --refine-mode reject --batch-size "${GEN_BATCH:-100000}" -o "$W/r.parquet" > "$W/log/gen.log" 2>&1 || { t "generate failed"; cat "$W/log/gen.log"; }

@@ -6,11 +6,9 @@
 # refiner.safetensors).  Results: docs/benchmarks.md.
 set -u
 R=$PWD; O=${OUT:-/tmp/devout}; mkdir -p "$O"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --prefix /tmp/pfx .whl/*.whl || exit 1
-export PYTHONPATH=$R/src:$(echo /tmp/pfx/lib/python3*/site-packages) PYTHONUNBUFFERED=1
+. benchmarks/device/env.sh
+export PYTHONUNBUFFERED=1
 M=${MODEL:-.dev/m450fast}; N=${EVENTS:-200000}
-{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-  python3 -c "import torch,sys;print(sys.version, torch.__version__, torch.cuda.is_available())"
-  lscpu | grep -E "Model name|^CPU\(s\)"; } 2>&1 | tee "$O/machine.txt"
-timeout ${LIMIT:-330} python3 benchmarks/device/gen_speed.py "$M" --device cuda --batch 10000,100000 \
+machine_info | tee "$O/machine.txt"
+timeout ${LIMIT:-330} $PY benchmarks/device/gen_speed.py "$M" --device cuda --batch 10000,100000 \
   --threads 16,2 --events "$N" --json "$O/speed_cuda.json" 2>&1 | tee "$O/speed_cuda.md"

@@ -15,18 +15,11 @@ R=$PWD; O=${OUT:-/tmp/devout}; W=${WORK:-/tmp/w}
 rm -rf "$W"; mkdir -p "$W"/{log,rep,gen,sim,m,st} "$O"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 T0=$(date +%s)
-if [ -z "${LOCAL:-}" ]; then
-  # --prefix, not --target: pythia8mc's settings database (share/Pythia8) is a data file that
-  # --target drops (the 2026-11-29 run lost every Pythia lane to it)
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --prefix /tmp/pfx .whl/*.whl || exit 1
-  export PYTHONPATH=$R/src:$(echo /tmp/pfx/lib/python3*/site-packages); PY=python3
-else
-  export PYTHONPATH=$R/src; PY=$R/.venv/bin/python
-fi
+. benchmarks/device/env.sh
 F="$PY -m fastmc"; D=${DATA:-$R/.dev/data}
 t() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a "$W/log/timeline.txt"; }
 t "start scale=$SCALE dev=$DEV $(nproc) cores"
-{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; $PY -c "import torch,sys;print(sys.version, torch.__version__, torch.cuda.is_available())"; lscpu | grep -E "Model name|^CPU\(s\)"; } > "$W/log/machine.txt" 2>&1
+machine_info > "$W/log/machine.txt"
 
 if [ "$SCALE" = full ]; then
   DEADLINE=${DEADLINE:-555}; M1=5; M2=3; MSEP=0.75; MQ=3; NG=20000; NGP=10000

@@ -94,13 +94,12 @@ def _fit_quotas(events_list: list[Any], n: int) -> list[tuple[Any, int]]:
     others (smallest first).  Taking the first ``n`` of the store in process order instead
     left every process after a large first one out of the fit (a 1M-event first process:
     the second process's pattern table empty, its generation refused; session 13)."""
-    quota = dict.fromkeys(range(len(events_list)), 0)
+    quota = [0] * len(events_list)
     left = n
-    order = sorted(range(len(events_list)), key=lambda i: len(events_list[i]))
-    for j, i in enumerate(order):
-        quota[i] = min(len(events_list[i]), left // (len(order) - j))
+    for j, i in enumerate(sorted(range(len(events_list)), key=lambda i: len(events_list[i]))):
+        quota[i] = min(len(events_list[i]), left // (len(events_list) - j))
         left -= quota[i]
-    return [(ev, quota[i]) for i, ev in enumerate(events_list)]
+    return list(zip(events_list, quota, strict=True))
 
 
 def _loader_batches(store: Any, processes: tuple[str, ...], config: TrainConfig):
