@@ -6,7 +6,8 @@ Usage::
 
 Times, after a warm-up run (torch.compile of a fast-mode flow): drawing ``--events`` events
 from the model without refinement (to memory), their whole-event features and the refiner's
-trees on them (one thread each), both together as generation runs them (split over
+trees on them (one thread each; the trees walked by numpy and, where installed, by ONNX
+Runtime, the default), both together as generation runs them (split over
 ``--threads`` threads); the refined rate that the draw and that imply at the refiner's
 expected kept share; and
 ``fastmc.workflows.generate.generate`` of 20,000 refined events to Parquet (end to end).
@@ -45,18 +46,25 @@ def main() -> None:
     t1 = time.perf_counter()
     x = refiner.features(events)
     t2 = time.perf_counter()
-    refiner.trees.logit(x)
+    refiner.trees.logit(x, engine="numpy")
     t3 = time.perf_counter()
     refiner.weights(events, threads=args.threads)  # what generation runs: both, on the threads
     t4 = time.perf_counter()
+    walkers = {"numpy": t3 - t2}
+    if refiner.tree_engine == "onnxruntime":
+        refiner.trees.logit(x[:1000], engine="onnxruntime")  # the session is made once
+        t = time.perf_counter()
+        refiner.trees.logit(x, engine="onnxruntime")
+        walkers["onnxruntime"] = time.perf_counter() - t
     kept = refiner.expected_acceptance
     print(f"model {args.model_dir}, {args.threads} torch thread(s), load {os.getloadavg()[0]:.2f}")
     print("| step | events/s |\n|---|---|")
     print(f"| draw (the model alone, to memory) | {n / (t1 - t0):,.0f} |")
     print(f"| whole-event features | {n / (t2 - t1):,.0f} |")
-    print(f"| refiner: {refiner.trees.n_trees} trees (depth {refiner.trees.depth}, mean "
-          f"{refiner.trees.depths.mean():.1f}) | {n / (t3 - t2):,.0f} |")
-    print(f"| features + trees on {args.threads} thread(s) | {n / (t4 - t3):,.0f} |")
+    for walker, dt in walkers.items():
+        print(f"| refiner: {refiner.trees.n_trees} trees (depth {refiner.trees.depth}, mean "
+              f"{refiner.trees.depths.mean():.1f}), {walker}, one thread | {n / dt:,.0f} |")
+    print(f"| features + trees ({refiner.tree_engine}) on {args.threads} thread(s) | {n / (t4 - t3):,.0f} |")
     print(f"| refined, implied at {100 * kept:.1f}% kept | {kept * n / (t1 - t0 + t4 - t3):,.0f} |")
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()

@@ -1,19 +1,23 @@
 """Events/s to memory of a refined model: the flow alone, refinement as event weights, and
 rejection (``fastmc.workflows.generate.generate_events``, batch 10,000, after a warm-up batch).
 
-    OMP_NUM_THREADS=2 python benchmarks/bench_refine_modes.py MODEL_DIR --threads 2
+    OMP_NUM_THREADS=2 python benchmarks/bench_refine_modes.py MODEL_DIR --threads 2 [--tree-engine numpy]
 
 Prints one line per mode and round (rejection times a third of the events: about three are
-drawn per kept one).  docs/benchmarks.md, "Refinement as event weights".
+drawn per kept one).  ``--tree-engine``: the refiner's tree walker (default auto: ONNX Runtime
+where installed).  docs/benchmarks.md, "Refinement as event weights" and "The refiner's trees
+in ONNX Runtime".
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import torch
 
+from fastmc.evaluate.trees import ENGINES
 from fastmc.workflows.api import load_model
 from fastmc.workflows.generate import generate_events
 from fastmc.workflows.refine import load_refiner
@@ -25,9 +29,11 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--events", type=int, default=100_000)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--tree-engine", default="auto", choices=ENGINES)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    model, refiner = load_model(a.model), load_refiner(a.model, required=True)
+    model = load_model(a.model)
+    refiner = dataclasses.replace(load_refiner(a.model, required=True), engine=a.tree_engine)
 
     def run(k: int, mode: str | None) -> None:
         for _ in generate_events(model, k, batch_size=10_000, seed=3, refiner=refiner if mode else None,
@@ -41,8 +47,8 @@ def main() -> None:
             t = time.perf_counter()
             run(k, mode)
             dt = time.perf_counter() - t
-            print(f"{name}: {k / dt:,.0f} events/s ({k:,} events, {dt:.2f} s, {a.threads} threads)",
-                  flush=True)
+            print(f"{name}: {k / dt:,.0f} events/s ({k:,} events, {dt:.2f} s, {a.threads} threads, "
+                  f"{refiner.trees.n_trees} trees walked by {refiner.tree_engine})", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,18 @@
 """The tree-ensemble arrays of the refinement (fastmc.evaluate.trees): known answers and
-scikit-learn's own predictions."""
+scikit-learn's own predictions, walked by numpy and by ONNX Runtime."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from fastmc.evaluate.trees import TreeEnsemble
+from fastmc.evaluate.trees import ENGINES, TreeEnsemble, resolve_engine
 
 pytest.importorskip("sklearn")
+
+#: the CPU walkers, ONNX Runtime only where the export extra is installed
+WALKERS = ["numpy", pytest.param("onnxruntime", marks=pytest.mark.skipif(
+    resolve_engine("auto") != "onnxruntime", reason="needs the export extra (onnx, onnxruntime)"))]
 
 
 def _stump() -> TreeEnsemble:
@@ -22,9 +26,34 @@ def _stump() -> TreeEnsemble:
     )
 
 
-def test_a_hand_built_stump_gives_its_known_logits() -> None:
+@pytest.mark.parametrize("engine", WALKERS)
+def test_a_hand_built_stump_gives_its_known_logits(engine: str) -> None:
     x = np.array([[0.0, 9.0], [0.5, 9.0], [0.51, 9.0], [np.nan, 9.0], [-np.inf, np.nan]])
-    np.testing.assert_array_equal(_stump().logit(x), [-0.75, -0.75, 2.25, 2.25, -0.75])
+    np.testing.assert_array_equal(_stump().logit(x, engine=engine), [-0.75, -0.75, 2.25, 2.25, -0.75])
+
+
+@pytest.mark.parametrize("engine", WALKERS)
+def test_a_tree_that_is_one_leaf_adds_its_value(engine: str) -> None:
+    """A stump (depth 1) and a one-leaf tree (depth 0) pooled: every event gets the leaf's
+    value on top of the stump's (ONNX Runtime's format has no one-leaf trees: fastmc gives it
+    a root that sends both ways to the leaf)."""
+    leaf = TreeEnsemble(feature=np.zeros(1, np.int32), threshold=np.array([np.inf]),
+                        missing_left=np.ones(1, bool), child=np.zeros(1, np.int32),
+                        value=np.array([0.5]), roots=np.zeros(1, np.int32),
+                        depths=np.zeros(1, np.int32), baseline=-0.25, depth=0, n_features=2)
+    both = TreeEnsemble.concatenate([leaf, _stump()])
+    x = np.array([[0.0, 1.0], [3.0, np.nan], [np.nan, np.nan]])
+    np.testing.assert_array_equal(both.logit(x, engine=engine), [-0.5, 2.5, 2.5])
+    np.testing.assert_array_equal(leaf.logit(x, engine=engine), [0.25, 0.25, 0.25])
+
+
+def test_engine_names_are_checked() -> None:
+    assert resolve_engine("numpy") == "numpy"
+    assert resolve_engine("auto") in ENGINES
+    with pytest.raises(ValueError, match="tree engine must be one of auto, numpy, onnxruntime"):
+        resolve_engine("xgboost")
+    with pytest.raises(ValueError, match="tree engine"):
+        _stump().logit(np.zeros((1, 2)), engine="gpu")
 
 
 def _fitted(seed: int = 0, n: int = 6000, d: int = 7):
@@ -39,15 +68,20 @@ def _fitted(seed: int = 0, n: int = 6000, d: int = 7):
     return clf.fit(x, y), rng
 
 
+@pytest.mark.parametrize("engine", WALKERS)
 @pytest.mark.parametrize("seed", [0, 1])
-def test_logits_are_scikit_learns_predictions(seed: int) -> None:
+def test_logits_are_scikit_learns_predictions(seed: int, engine: str) -> None:
     clf, rng = _fitted(seed)
     trees = TreeEnsemble.from_sklearn(clf)
     assert trees.n_trees == clf.n_iter_
     x = rng.normal(size=(3000, 7)) * 2
     x[rng.random(x.shape) < 0.3] = np.nan
+    x[:5] = np.nan  # all missing
+    inner = trees.child != np.arange(len(trees.child))
+    assert np.isinf(trees.threshold[inner]).any()  # splits of NaN against every value (x3)
+    x[5:10] = trees.threshold[inner][:5, None]  # on a split
     p = clf.predict_proba(x)[:, 1]
-    logit = trees.logit(x, chunk=700)  # chunks of a size that does not divide N
+    logit = trees.logit(x, chunk=700, engine=engine)  # numpy: chunks that do not divide N
     np.testing.assert_allclose(1 / (1 + np.exp(-logit)), p, rtol=0, atol=1e-12)
     np.testing.assert_allclose(logit, clf.decision_function(x), rtol=0, atol=1e-9)
 
@@ -85,7 +119,8 @@ def test_bad_inputs_are_refused() -> None:
         TreeEnsemble.from_sklearn(object())
 
 
-def test_concatenated_ensembles_sum_their_logits() -> None:
+@pytest.mark.parametrize("engine", WALKERS)
+def test_concatenated_ensembles_sum_their_logits(engine: str) -> None:
     a, rng = _fitted(4)
     b, _ = _fitted(5)
     parts = [TreeEnsemble.from_sklearn(a), TreeEnsemble.from_sklearn(b, n_trees=9),
@@ -95,7 +130,8 @@ def test_concatenated_ensembles_sum_their_logits() -> None:
     assert (np.diff(both.depths) <= 0).all()
     x = rng.normal(size=(800, 7))
     x[rng.random(x.shape) < 0.2] = np.nan
-    np.testing.assert_allclose(both.logit(x), sum(p.logit(x) for p in parts), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(both.logit(x, engine=engine), sum(p.logit(x, engine="numpy") for p in parts),
+                               rtol=0, atol=1e-9)
     with pytest.raises(ValueError, match="same features"):
         TreeEnsemble.concatenate([parts[0], _stump()])
 
@@ -107,6 +143,18 @@ def test_torch_walk_gives_numpys_logits() -> None:
     x = rng.normal(size=(1500, 7)) * 2
     x[rng.random(x.shape) < 0.3] = np.nan
     # chunks of 16 x 50 events: several, the last one partial
-    np.testing.assert_allclose(trees.logit(x, chunk=50, device="cpu"), trees.logit(x),
+    np.testing.assert_allclose(trees.logit(x, chunk=50, device="cpu"), trees.logit(x, engine="numpy"),
                                rtol=0, atol=1e-12)
     assert trees.logit(x[:0], device="cpu").shape == (0,)
+
+
+def test_the_onnx_model_says_what_it_holds() -> None:
+    onnx = pytest.importorskip("onnx")
+    clf, _ = _fitted(7)
+    model = TreeEnsemble.from_sklearn(clf).to_onnx()
+    onnx.checker.check_model(model, full_check=True)
+    assert [n.op_type for n in model.graph.node] == ["TreeEnsemble", "Add"]
+    assert [i.name for i in model.graph.input] == ["x"]
+    assert [o.name for o in model.graph.output] == ["logit"]
+    with pytest.raises(ValueError, match="no trees"):
+        TreeEnsemble.from_sklearn(clf, n_trees=0).to_onnx()

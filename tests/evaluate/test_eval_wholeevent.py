@@ -96,6 +96,29 @@ def test_closest_pair_wraps_the_azimuth_even_outside_the_range():
     assert closest_jet_pair_dr(out)[0] == pytest.approx(math.hypot(0.3, 0.2), abs=1e-5)
 
 
+@pytest.mark.parametrize("rapidity", [False, True])
+def test_closest_pair_is_the_brute_force_minimum_wherever_the_jets_sit(rapidity: bool):
+    """Jets first (fastmc's and Dark Machines' order) or scattered among the slots: the same
+    smallest distance as a loop over every pair of jets."""
+    ev = synthetic_events(200, seed=9)
+    rng = np.random.default_rng(9)
+    scattered = ev[np.arange(len(ev))]
+    order = np.argsort(rng.random(ev.types.shape), axis=1)
+    scattered.types = np.take_along_axis(ev.types, order, axis=1)
+    scattered.p4 = np.take_along_axis(ev.p4, order[..., None], axis=1)
+    for e in (ev, scattered):
+        got = closest_jet_pair_dr(e, rapidity=rapidity)
+        for i in range(len(e)):
+            jets = e.p4[i][np.isin(e.types[i], [TYPE_CODES["j"], TYPE_CODES["b"]])].astype(np.float64)
+            eta = np.arctanh(jets[:, 1] * np.sinh(jets[:, 2]) / jets[:, 0]) if rapidity else jets[:, 2]
+            d = [math.hypot(eta[a] - eta[b], math.remainder(jets[a, 3] - jets[b, 3], 2 * math.pi))
+                 for a, b in itertools.combinations(range(len(jets)), 2)]
+            if d:
+                assert got[i] == pytest.approx(min(d), rel=1e-9, abs=1e-12)
+            else:
+                assert np.isnan(got[i])
+
+
 def test_multiplicity_bins_merge_sparse_top_bins():
     n0 = np.array([2] * 150 + [3] * 150 + [4] * 60 + [5] * 60)
     n1 = np.array([2] * 150 + [3] * 150 + [4] * 70 + [5] * 50)

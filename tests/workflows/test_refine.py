@@ -289,6 +289,20 @@ def test_weights_on_threads_are_the_same(refined: Path, setup: dict) -> None:
     np.testing.assert_array_equal(r.weights(ev, threads=3), r.weights(ev))
 
 
+def test_both_tree_walkers_give_the_same_weights(refined: Path, setup: dict) -> None:
+    """ONNX Runtime (the default where installed) and the numpy walk: the same weights to
+    rounding, and the output metadata says which one ran."""
+    import dataclasses
+
+    r = load_refiner(refined, required=True)
+    assert r.engine == "auto" and r.tree_engine in ("numpy", "onnxruntime")
+    ev = read_events(setup["train"])[:3000]
+    slow = dataclasses.replace(r, engine="numpy")
+    np.testing.assert_allclose(r.weights(ev, threads=2), slow.weights(ev), rtol=1e-12, atol=0)
+    out = read_events_of(refined, setup["root"] / "engine.parquet", 500, seed=4, refine=True)
+    assert out.meta["refinement"]["tree_engine"] == r.tree_engine
+
+
 def test_generated_events_per_stage_follow_the_training_count() -> None:
     from fastmc.workflows.refine import fit_events
 

@@ -126,7 +126,7 @@ def _cartesian(p4: np.ndarray) -> np.ndarray:
 
 def _mass(c: np.ndarray) -> np.ndarray:
     """sqrt(max(m^2, 0)) of cartesian four-vectors [..., 4], NaN stays NaN."""
-    m2 = c[..., 0] ** 2 - (c[..., 1:] ** 2).sum(axis=-1)
+    m2 = c[..., 0] ** 2 - (c[..., 1] ** 2 + c[..., 2] ** 2 + c[..., 3] ** 2)
     with np.errstate(invalid="ignore"):
         return np.sqrt(np.where(np.isnan(m2), np.nan, np.clip(m2, 0, None)))
 
@@ -137,7 +137,7 @@ def _abs_dphi(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     (-pi, pi] (the features' hot spot)."""
     d = np.abs(a - b)
     with np.errstate(invalid="ignore"):
-        if np.nanmax(d, initial=0.0) > 2 * np.pi:  # an angle outside (-pi, pi]
+        if np.fmax.reduce(d, axis=None, initial=0.0) > 2 * np.pi:  # an angle outside (-pi, pi]
             d = np.remainder(d, 2 * np.pi)
         return np.where(d > np.pi, 2 * np.pi - d, d)
 
@@ -166,21 +166,32 @@ def closest_jet_pair_dr(events: Events, *, rapidity: bool = False) -> np.ndarray
     events with fewer than two jets.  dR = sqrt(d_eta^2 + d_phi^2), d_phi wrapped; with
     ``rapidity`` the rapidity y = atanh(pz / E) replaces eta (the distance anti-kT uses)."""
     jmask = events.mask("j", "b")
-    k = int(jmask.sum(axis=1).max(initial=0))
     out = np.full(len(events), np.nan)
-    if k < 2:
+    counts = jmask.sum(axis=1)
+    if int(counts.max(initial=0)) < 2:
         return out
-    idx, exists = _sorted_slots(events, jmask, k)
-    jets, _ = _gather(events, idx, exists)
-    if rapidity:
-        jets = jets.copy()
-        jets[..., ETA] = _rapidity(jets)
-    ii, jj = np.triu_indices(k, 1)
-    eta, phi = jets[..., ETA], jets[..., PHI]
-    with np.errstate(invalid="ignore"):
+    # the smallest distance does not depend on the jets' order: no pT sort, only the jets
+    # moved to the front of the slots where they are not there already (Dark Machines order
+    # and fastmc's output have them first)
+    width = int(np.flatnonzero(jmask.any(axis=0))[-1]) + 1
+    k = int(counts.max())
+    if width > k:
+        front = np.argsort(~jmask, axis=1, kind="stable")[:, :k]
+        p4 = np.take_along_axis(events.p4, front[..., None], axis=1).astype(np.float64)
+        jmask = np.take_along_axis(jmask, front, axis=1)
+    else:
+        p4 = events.p4[:, :k].astype(np.float64)
+        jmask = jmask[:, :k]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        eta = np.where(jmask, _rapidity(p4) if rapidity else p4[..., ETA], np.nan)
+        phi = np.where(jmask, p4[..., PHI], np.nan)
         # the smallest dR^2 over the pairs (fmin skips the NaN of missing jets), one sqrt
-        d2 = (eta[:, ii] - eta[:, jj]) ** 2 + _abs_dphi(phi[:, ii], phi[:, jj]) ** 2
-        return np.sqrt(np.fmin.reduce(d2, axis=1))
+        best = np.full(len(events), np.nan)
+        for i in range(k - 1):
+            d2 = (eta[:, i : i + 1] - eta[:, i + 1 :]) ** 2
+            d2 += _abs_dphi(phi[:, i : i + 1], phi[:, i + 1 :]) ** 2
+            np.fmin(best, np.fmin.reduce(d2, axis=1), out=best)
+        return np.sqrt(best)
 
 
 def whole_event_features(events: Events, config: FeatureConfig | None = None) -> WholeEventFeatures:
@@ -238,16 +249,26 @@ def whole_event_features(events: Events, config: FeatureConfig | None = None) ->
             cols[f"pho{i + 1}_logpt"] = (_log(phos[:, i, PT]), "ln GeV")
             cols[f"pho{i + 1}_eta"] = (phos[:, i, ETA], "")
             cols[f"pho{i + 1}_dphi"] = (gdphi[:, i], "rad")
-        # jet pairs and triplets
-        for a, b in itertools.combinations(range(cfg.n_pair_jets), 2):
-            cols[f"dr_j{a + 1}j{b + 1}"] = (_dr(jets[:, a], jets[:, b]), "")
-            cols[f"m_j{a + 1}j{b + 1}"] = (_mass(jc[:, a] + jc[:, b]), "GeV")
-        for a, b, c in itertools.combinations(range(cfg.n_triplet_jets), 3):
-            cols[f"m_j{a + 1}j{b + 1}j{c + 1}"] = (_mass(jc[:, a] + jc[:, b] + jc[:, c]), "GeV")
+        # jet pairs and triplets, every pair (triplet) in one array operation
+        pairs = list(itertools.combinations(range(cfg.n_pair_jets), 2))
+        if pairs:
+            a, b = (np.array(ix) for ix in zip(*pairs, strict=True))
+            dr, mass = _dr(jets[:, a], jets[:, b]), _mass(jc[:, a] + jc[:, b])
+            for p, (i, k) in enumerate(pairs):
+                cols[f"dr_j{i + 1}j{k + 1}"] = (dr[:, p], "")
+                cols[f"m_j{i + 1}j{k + 1}"] = (mass[:, p], "GeV")
+        triplets = list(itertools.combinations(range(cfg.n_triplet_jets), 3))
+        if triplets:
+            a, b, c = (np.array(ix) for ix in zip(*triplets, strict=True))
+            mass = _mass(jc[:, a] + jc[:, b] + jc[:, c])
+            for p, (i, k, m) in enumerate(triplets):
+                cols[f"m_j{i + 1}j{k + 1}j{m + 1}"] = (mass[:, p], "GeV")
         # leptons and jets
-        for i in range(min(cfg.n_leptons, 2)):
+        n_l = min(cfg.n_leptons, 2)
+        dr_l = _dr(leps[:, :n_l, None], jets[:, None, : cfg.n_lepton_jets])
+        for i in range(n_l):
             for k in range(cfg.n_lepton_jets):
-                cols[f"dr_l{i + 1}j{k + 1}"] = (_dr(leps[:, i], jets[:, k]), "")
+                cols[f"dr_l{i + 1}j{k + 1}"] = (dr_l[:, i, k], "")
         cols["dr_jj_min"] = (closest_jet_pair_dr(events), "")
         n_l_all = int(lmask.sum(axis=1).max(initial=0))
         n_j_all = int(jmask.sum(axis=1).max(initial=0))

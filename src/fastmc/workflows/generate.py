@@ -498,7 +498,7 @@ def _refinement_meta(refiner: Refiner | None, stats: Mapping[str, Any], mode: st
         "clipped": clipped, "clipped_share": clipped / drawn if drawn else None,
         "reason": "classifier refinement: whole events kept with probability min(w / cap, 1), "
                   "none moved",
-        "fit": fit,
+        "fit": fit, "tree_engine": refiner.tree_engine,
     }
     if mode == "weights":
         sw, sw2 = stats.get("refine_w", 0.0), stats.get("refine_w2", 0.0)

@@ -48,7 +48,7 @@ from fastmc import __version__
 from fastmc.config import derive_seed
 from fastmc.errors import ConfigError, require
 from fastmc.evaluate.features import as_presence, sparse_columns, whole_event_features
-from fastmc.evaluate.trees import TreeEnsemble
+from fastmc.evaluate.trees import TreeEnsemble, resolve_engine
 from fastmc.events import Events
 
 __all__ = ["RefineConfig", "Refiner", "fit_events", "fit_refiner", "load_refiner", "refine_model_dir",
@@ -117,13 +117,20 @@ class Refiner:
     """A fitted refinement: ``trees`` (logit of "generated" on the whole-event features),
     ``sparse`` bool [D] (features used as presence flags), ``feature_names`` [D], ``cap``
     (weight cap), ``info`` (what the fit measured: acceptance, clipped share, trees,
-    validation log-loss, events, seed, the weights' digest)."""
+    validation log-loss, events, seed, the weights' digest), ``engine``: the CPU walker of the
+    trees (:data:`fastmc.evaluate.trees.ENGINES`; "auto": ONNX Runtime where it is installed)."""
 
     trees: TreeEnsemble
     sparse: np.ndarray
     feature_names: tuple[str, ...]
     cap: float
     info: dict[str, Any]
+    engine: str = "auto"
+
+    @property
+    def tree_engine(self) -> str:
+        """The CPU walker ``engine`` stands for here: "onnxruntime" or "numpy"."""
+        return resolve_engine(self.engine)
 
     def features(self, events: Events) -> np.ndarray:
         """The classifier's inputs for ``events``, float64 [N, D]."""
@@ -164,7 +171,7 @@ class Refiner:
         return self._weights(as_presence(values, self.sparse))
 
     def _weights(self, x: np.ndarray, device: Any = None) -> np.ndarray:
-        return np.exp(-np.clip(self.trees.logit(x, device=device), -50.0, 50.0))
+        return np.exp(-np.clip(self.trees.logit(x, device=device, engine=self.engine), -50.0, 50.0))
 
     def accept(self, events: Events, rng: np.random.Generator, *, threads: int = 1,
                device: Any = None) -> tuple[np.ndarray, int]:
