@@ -80,6 +80,32 @@ def test_prepare_names_points_and_keeps_params(tmp_path: Path) -> None:
     assert st.meta["sources"][1]["events_by_process"] == {"gluino_01@m_gluino=1800": 50}
 
 
+def test_generated_events_carry_their_training_parameters(tmp_path: Path) -> None:
+    """A model of one process simulated with a generator parameter (ttbar, pthat_min=0)
+    writes that parameter into its output, so that prepare files its events with the
+    simulated ones under one process name (before: "ttbar" and "ttbar@pthat_min=0")."""
+    from fastmc.workflows.train_config import TrainConfig
+    from fastmc.workflows.train_store import train_from_store
+
+    sim = tmp_path / "tt.parquet"
+    write_events(sim, dataclasses.replace(make_events(120, seed=3, process="ttbar"),
+                                          meta={"process": "ttbar", "params": {"pthat_min": 0.0}}))
+    store = prepare([sim], tmp_path / "store", val=0.2, test=0.0, seed=0)
+    train_from_store(store, tmp_path / "model", model_name="beta-vae", model_config=TINY_CONFIGS["beta-vae"],
+                     config=TrainConfig(epochs=1, batch_size=16, batches_per_epoch=2, val_events=10,
+                                        device="cpu"))
+    for process in (None, "ttbar"):  # the training mixture of one process, or it by name
+        out = tmp_path / f"gen_{process}.parquet"
+        generate(tmp_path / "model", out, 40, process=process, device="cpu")
+        ev = read_events(out)
+        assert ev.meta["params"] == {"pthat_min": 0.0} and ev.meta["mode"] == "process"
+    both = open_store(prepare([sim, out], tmp_path / "both", val=0.2, test=0.0, seed=0))
+    assert both.processes == ("ttbar",) and both.meta["process_params"]["ttbar"] == {"pthat_min": 0.0}
+    # a two-process model's mixture has no one parameter point
+    model = build_model("beta-vae", TINY, processes=("ttbar", "z_jets"))
+    assert process_plan(model).params == {}
+
+
 def test_models_without_parameters_refuse_param() -> None:
     model = build_model("beta-vae", TINY, processes=("ttbar", "z_jets"))
     with pytest.raises(ConfigError, match="not conditioned on physical parameters"):

@@ -80,7 +80,10 @@ class ProcessPlan:
     conditions : dict   process name -> the Condition it is sampled with (default:
                         ``Condition(process=name)``); a parameter point's names its family
     params : dict       the physical parameters of a "point" run (GeV; with the fixed ones
-                        of the family's trained points), else {}
+                        of the family's trained points); of a run of one trained process, the
+                        simulation parameters its training events were made with (e.g.
+                        ``{"pthat_min": 0.0}``), so that ``fastmc prepare`` files generated and
+                        simulated events of that process under one name; else {}
     """
 
     mode: str
@@ -200,7 +203,8 @@ def process_plan(
                 "(fastmc train --process), or a process-conditional model"
             )
         weights = {name: (xsec or {}).get(name, 1.0)}
-        return ProcessPlan("process", {name: 1.0}, names, name, weights)
+        return ProcessPlan("process", {name: 1.0}, names, name, weights,
+                           params=_trained_params(model, name))
     if cocktail:
         if xsec is None:
             raise ConfigError(
@@ -220,7 +224,15 @@ def process_plan(
     fractions = _normalise(counts, "training events") if multi else {names[0]: 1.0}
     weights = {p: (xsec or {}).get(p, 1.0) / fractions[p] for p in fractions}
     return ProcessPlan("mixture" if multi else "process", fractions, names,
-                       "mixture" if multi else names[0], weights)
+                       "mixture" if multi else names[0], weights,
+                       params={} if multi else _trained_params(model, names[0]))
+
+
+def _trained_params(model: GenerativeModel, process: str) -> dict[str, float]:
+    """The simulation parameters of ``process``'s training events (``fastmc simulate``'s,
+    kept by ``fastmc prepare`` and ``fastmc train`` in the model's info), GeV; {} if none."""
+    params = (((model.info or {}).get("processes") or {}).get(process) or {}).get("params") or {}
+    return {str(k): float(v) for k, v in params.items()}
 
 
 def cocktail_events(model: GenerativeModel, lumi_fb: float) -> int:
