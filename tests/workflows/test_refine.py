@@ -301,6 +301,7 @@ def test_both_tree_walkers_give_the_same_weights(refined: Path, setup: dict) -> 
     np.testing.assert_allclose(r.weights(ev, threads=2), slow.weights(ev), rtol=1e-12, atol=0)
     out = read_events_of(refined, setup["root"] / "engine.parquet", 500, seed=4, refine=True)
     assert out.meta["refinement"]["tree_engine"] == r.tree_engine
+    assert r.walker("cuda:0") == "torch on cuda:0" and r.walker("cpu") == r.tree_engine
 
 
 def test_generated_events_per_stage_follow_the_training_count() -> None:

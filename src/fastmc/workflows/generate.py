@@ -370,6 +370,7 @@ def _refine(events: Events, refiner: Refiner, rng: np.random.Generator,
     the counts ``refine_drawn``, ``refine_kept`` and ``refine_clipped`` (weights above the
     cap) of ``stats`` (:func:`generate_events`) go up."""
     keep, clipped = refiner.accept(events, rng, threads=torch.get_num_threads(), device=device)
+    stats["refine_tree_engine"] = refiner.walker(device)
     for key, add in (("refine_drawn", len(events)), ("refine_kept", int(keep.sum())),
                      ("refine_clipped", clipped)):
         stats[key] = stats.get(key, 0) + add
@@ -396,6 +397,7 @@ def _weigh(events: Events, refiner: Refiner, stats: dict[str, Any],
     weights' sum is unchanged on average; the counts ``refine_drawn``, ``refine_kept`` (all),
     ``refine_clipped`` and the sums ``refine_w``, ``refine_w2`` of ``stats`` go up."""
     w = refiner.weights(events, threads=torch.get_num_threads(), device=device)
+    stats["refine_tree_engine"] = refiner.walker(device)
     factor = np.minimum(w, refiner.cap) / (refiner.cap * refiner.expected_acceptance)
     for key, add in (("refine_drawn", len(events)), ("refine_kept", len(events)),
                      ("refine_clipped", int((w > refiner.cap).sum())),
@@ -498,7 +500,7 @@ def _refinement_meta(refiner: Refiner | None, stats: Mapping[str, Any], mode: st
         "clipped": clipped, "clipped_share": clipped / drawn if drawn else None,
         "reason": "classifier refinement: whole events kept with probability min(w / cap, 1), "
                   "none moved",
-        "fit": fit, "tree_engine": refiner.tree_engine,
+        "fit": fit, "tree_engine": stats.get("refine_tree_engine", refiner.tree_engine),
     }
     if mode == "weights":
         sw, sw2 = stats.get("refine_w", 0.0), stats.get("refine_w2", 0.0)

@@ -132,6 +132,13 @@ class Refiner:
         """The CPU walker ``engine`` stands for here: "onnxruntime" or "numpy"."""
         return resolve_engine(self.engine)
 
+    def walker(self, device: Any = None) -> str:
+        """What walks the trees in :meth:`weights` with ``device``: "torch on cuda:0" for a
+        CUDA device, else :attr:`tree_engine`."""
+        if device is not None and str(device).startswith("cuda"):
+            return f"torch on {device}"
+        return self.tree_engine
+
     def features(self, events: Events) -> np.ndarray:
         """The classifier's inputs for ``events``, float64 [N, D]."""
         table = whole_event_features(events)
