@@ -99,6 +99,44 @@ def test_kpd_and_mmd(rng):
     assert abs(same) < 0.05 < shifted
 
 
+def test_weighted_mmd_is_the_weighted_pair_mean(rng):
+    x, y = rng.normal(size=(30, 3)), rng.normal(size=(25, 3)) + 0.2
+    wx, wy = rng.uniform(0.2, 3.0, 30), rng.uniform(0.2, 3.0, 25)
+    k = lambda a, b: (a @ b / 3 + 1) ** 4  # noqa: E731
+
+    def wmean(a, wa, b, wb, same):
+        pairs = [(wa[i] * wb[j], k(a[i], b[j])) for i in range(len(a)) for j in range(len(b))
+                 if not (same and i == j)]
+        return sum(w * v for w, v in pairs) / sum(w for w, _ in pairs)
+
+    want = wmean(x, wx, x, wx, True) + wmean(y, wy, y, wy, True) - 2 * wmean(x, wx, y, wy, False)
+    assert M.mmd_poly_unbiased(x, y, wx=wx, wy=wy) == pytest.approx(want, rel=1e-9)
+    # unit (or constant) weights are the unweighted estimate
+    assert M.mmd_poly_unbiased(x, y, wx=np.full(30, 7.0), wy=None) == pytest.approx(
+        M.mmd_poly_unbiased(x, y), rel=1e-9)
+
+
+def test_weights_that_are_the_density_ratio_close_fpd_and_kpd(rng):
+    """x ~ N(0, 1) weighted by N(0.6, 1) / N(0, 1) follows y ~ N(0.6, 1): both distances drop
+    to their null values, unweighted they see the shift (|dmu|^2 = 0.36 per shifted feature)."""
+    d = 3
+    x, y = rng.normal(size=(30000, d)), rng.normal(size=(30000, d))
+    y[:, 0] += 0.6
+    w = np.exp(0.6 * x[:, 0] - 0.18)
+    raw, _ = M.fpd(x, y, seed=1)
+    fixed, _ = M.fpd(x, y, seed=1, wx=w)
+    assert raw == pytest.approx(0.36, abs=0.03) and abs(fixed) < 0.02
+    raw_k, _ = M.kpd(x, y, seed=1, batch_size=2000)
+    fixed_k, _ = M.kpd(x, y, seed=1, batch_size=2000, wx=w)
+    assert raw_k > 0.1 and abs(fixed_k) < 0.2 * raw_k
+    # constant weights change nothing
+    assert M.fpd(x, y, seed=1, wx=np.full(len(x), 3.0))[0] == pytest.approx(raw, rel=1e-9)
+    with pytest.raises(ValueError, match="wx must be finite, >= 0"):
+        M.fpd(x, y, wx=-w)
+    with pytest.raises(ValueError, match=r"wy must have shape \(30000,\)"):
+        M.kpd(x, y, wy=w[:10])
+
+
 def test_feature_scaler_log_and_presence():
     ev = synthetic_events(2000, seed=1)
     from fastmc.evaluate.observables import compute_observables

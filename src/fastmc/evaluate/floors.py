@@ -215,8 +215,11 @@ def _metrics(
             n_points=cfg.fpd_points,
             n_batches=cfg.fpd_batches,
             max_samples=cfg.fpd_max_samples,
+            wx=wa,
+            wy=wb,
         )
-        out["kpd"], _ = M.kpd(fa, fb, seed=seed, batch_size=cfg.kpd_batch_size, n_batches=cfg.kpd_batches)
+        out["kpd"], _ = M.kpd(fa, fb, seed=seed, batch_size=cfg.kpd_batch_size, n_batches=cfg.kpd_batches,
+                              wx=wa, wy=wb)
     return out
 
 

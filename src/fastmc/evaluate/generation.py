@@ -37,6 +37,5 @@ def generation_note(record: Mapping[str, Any] | None) -> str | None:
                 f"{r['effective_share']:.3f}, " if weighted else
                 f"kept {100 * r['acceptance']:.1f}% of {r['drawn']:,} drawn events (")
         notes.append(f"classifier refinement {head}{r['clipped']:,} above the weight cap{fit})"
-                     + ("; FPD and KPD below ignore the weights (the events before refinement), "
-                        "and W1's floor is unweighted (weighted W1 fluctuates more)" if weighted else ""))
+                     + ("; W1's floor is unweighted (weighted W1 fluctuates more)" if weighted else ""))
     return "; ".join(notes) or None

@@ -15,7 +15,8 @@ multiplicity chi2):
 - :func:`histogram_distances`: Jensen-Shannon divergence (base 2, in [0, 1]) and chi2/ndf of two
   histograms normalised to unit area, on fixed bins (:func:`make_bins`, under/overflow included).
 
-Whole event (unweighted; events with unequal weights are treated as unit weight):
+Whole event (event weights supported: weighted means and covariances, weighted MMD^2; unit
+weights give the unweighted estimates):
 
 - :func:`fpd`: Frechet distance of Gaussian fits (Kansal et al., arXiv:2211.10295) evaluated at
   several sample sizes and linearly extrapolated in 1/N to 1/N -> 0;
@@ -250,10 +251,32 @@ def frechet_distance(mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.nd
     return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * tr)
 
 
-def _mean_cov(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mu = x.mean(axis=0)
+def _mean_cov(x: np.ndarray, w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean [D] and covariance [D, D] of ``x`` [N, D]; with weights ``w`` [N] (>= 0) the
+    weighted mean and the unbiased weighted covariance (reliability weights: divided by
+    sum w - sum w^2 / sum w, which is N - 1 for unit weights)."""
+    if w is None:
+        mu = x.mean(axis=0)
+        xc = x - mu
+        return mu, (xc.T @ xc) / max(len(x) - 1, 1)
+    sw = float(w.sum())
+    mu = (w @ x) / sw
     xc = x - mu
-    return mu, (xc.T @ xc) / max(len(x) - 1, 1)
+    norm = sw - float(w @ w) / sw
+    return mu, ((xc * w[:, None]).T @ xc) / (norm if norm > 0 else 1.0)
+
+
+def _check_weights(w: np.ndarray | None, n: int, name: str) -> np.ndarray | None:
+    """``w`` as float64 [n] (None stays None); ValueError for another length, a negative or
+    non-finite weight, or a zero total."""
+    if w is None:
+        return None
+    w = np.asarray(w, np.float64)
+    if w.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},), got {w.shape}")
+    if not np.isfinite(w).all() or (w < 0).any() or not w.sum() > 0:
+        raise ValueError(f"{name} must be finite, >= 0 and not all zero")
+    return w
 
 
 def fpd(
@@ -265,8 +288,11 @@ def fpd(
     max_samples: int = 50_000,
     n_points: int = 5,
     n_batches: int = 10,
+    wx: np.ndarray | None = None,
+    wy: np.ndarray | None = None,
 ) -> tuple[float, float]:
-    """Frechet physics distance between feature sets ``x`` [N, D] and ``y`` [M, D].
+    """Frechet physics distance between feature sets ``x`` [N, D] and ``y`` [M, D], with event
+    weights ``wx`` [N], ``wy`` [M] (>= 0; None: unit) in the Gaussian fits.
 
     As Kansal et al. (arXiv:2211.10295): at ``n_points`` sample sizes equally spaced in 1/n
     between ``min_fraction * n_max`` and ``n_max = min(N, M, max_samples)``, ``n_batches``
@@ -280,6 +306,7 @@ def fpd(
     """
     rng = np.random.default_rng(seed)
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    wx, wy = _check_weights(wx, len(x), "wx"), _check_weights(wy, len(y), "wy")
     n_max = min(len(x), len(y), max_samples)
     if n_max < 4:
         return float("nan"), float("nan")
@@ -293,8 +320,8 @@ def fpd(
         for _ in range(reps):
             ix = rng.choice(len(x), size, replace=False) if size < len(x) else slice(None)
             iy = rng.choice(len(y), size, replace=False) if size < len(y) else slice(None)
-            m1, s1 = _mean_cov(x[ix])
-            m2, s2 = _mean_cov(y[iy])
+            m1, s1 = _mean_cov(x[ix], None if wx is None else wx[ix])
+            m2, s2 = _mean_cov(y[iy], None if wy is None else wy[iy])
             pts.append(frechet_distance(m1, s1, m2, s2))
         vals.append(np.mean(pts))
     inv = 1.0 / sizes
@@ -309,15 +336,20 @@ def fpd(
     return float(coef[0]), float(np.sqrt(max(cov[0, 0], 0.0)))
 
 
-def mmd_poly_unbiased(x: np.ndarray, y: np.ndarray, degree: int = 4) -> float:
+def mmd_poly_unbiased(x: np.ndarray, y: np.ndarray, degree: int = 4, *,
+                      wx: np.ndarray | None = None, wy: np.ndarray | None = None) -> float:
     """Unbiased MMD^2 estimate with the kernel k(a, b) = (a.b / D + 1)^degree.
 
     ``x`` [n, D], ``y`` [m, D]; the diagonal terms are removed from the within-sample sums.
+    With event weights ``wx`` [n], ``wy`` [m] every kernel term k(a_i, b_j) counts with
+    ``w_i w_j`` and each sum is divided by its total weight (sum_{i != j} w_i w_j within a
+    sample): unit weights give the unweighted estimate.
     """
     d = x.shape[1]
-    n, m = len(x), len(y)
+    wx = np.ones(len(x)) if wx is None else wx
+    wy = np.ones(len(y)) if wy is None else wy
 
-    def ksum(a: np.ndarray, b: np.ndarray, diag: bool) -> float:
+    def ksum(a: np.ndarray, b: np.ndarray, wa: np.ndarray, wb: np.ndarray, diag: bool) -> float:
         k = a @ b.T
         k /= d
         k += 1.0
@@ -326,14 +358,12 @@ def mmd_poly_unbiased(x: np.ndarray, y: np.ndarray, degree: int = 4) -> float:
             k *= k
         else:
             k **= degree
-        total = float(k.sum())
-        return total - float(np.trace(k)) if diag else total
+        total = float(wa @ k @ wb)
+        if not diag:
+            return total / (wa.sum() * wb.sum())
+        return (total - float((wa * wa) @ np.diagonal(k))) / (wa.sum() ** 2 - float(wa @ wa))
 
-    return (
-        ksum(x, x, True) / (n * (n - 1))
-        + ksum(y, y, True) / (m * (m - 1))
-        - 2 * ksum(x, y, False) / (n * m)
-    )
+    return ksum(x, x, wx, wx, True) + ksum(y, y, wy, wy, True) - 2 * ksum(x, y, wx, wy, False)
 
 
 def kpd(
@@ -343,14 +373,18 @@ def kpd(
     seed: int | np.random.Generator = 0,
     batch_size: int = 5000,
     n_batches: int = 10,
+    wx: np.ndarray | None = None,
+    wy: np.ndarray | None = None,
 ) -> tuple[float, float]:
     """Kernel physics distance: median over ``n_batches`` of the unbiased MMD^2 (degree-4
     polynomial kernel) between random subsets (without replacement) of ``batch_size`` events of
-    ``x`` [N, D] and ``y`` [M, D] (capped at min(N, M)).  Returns (median, half the 16-84%
+    ``x`` [N, D] and ``y`` [M, D] (capped at min(N, M)), with event weights ``wx`` [N], ``wy``
+    [M] (>= 0; None: unit; see :func:`mmd_poly_unbiased`).  Returns (median, half the 16-84%
     interquantile range), as jetnet's ``kpd``.
     """
     rng = np.random.default_rng(seed)
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    wx, wy = _check_weights(wx, len(x), "wx"), _check_weights(wy, len(y), "wy")
     size = min(batch_size, len(x), len(y))
     if size < 2:
         return float("nan"), float("nan")
@@ -358,6 +392,7 @@ def kpd(
     for _ in range(n_batches):
         ix = rng.choice(len(x), size, replace=False)
         iy = rng.choice(len(y), size, replace=False)
-        vals.append(mmd_poly_unbiased(x[ix], y[iy]))
+        vals.append(mmd_poly_unbiased(x[ix], y[iy], wx=None if wx is None else wx[ix],
+                                      wy=None if wy is None else wy[iy]))
     lo, hi = np.percentile(vals, [16.0, 84.0])
     return float(np.median(vals)), float((hi - lo) / 2)
