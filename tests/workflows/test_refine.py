@@ -244,10 +244,11 @@ def test_bench_times_refined_generation_too(refined: Path) -> None:
     result = run_bench(refined, scale=0.01, batch_sizes=(100,), targets=("memory",),
                        device="cpu", simulate=False)
     rows = [r for r in result["rows"] if "refined" in r["target"]]
-    assert len(rows) == 2 and all(r["events"] >= 100 and r["events_per_s"] > 0 for r in rows)
+    assert len(rows) == 3 and all(r["events"] >= 100 and r["events_per_s"] > 0 for r in rows)
     assert "% of drawn kept" in rows[0]["target"]
     ess = float(rows[1]["target"].split("effective share ")[1].rstrip(")"))
     assert "as weights" in rows[1]["target"] and 0 < ess < 1
+    assert "as uncapped weights" in rows[2]["target"]
 
 
 def test_the_models_store_gives_its_training_split(setup: dict, tiny_store: Path) -> None:
@@ -349,6 +350,29 @@ def test_weights_mode_keeps_every_event_and_moves_the_weighted_share(setup: dict
         generate(refined, setup["root"] / "x.parquet", 10, refine_mode="drop")
 
 
+def test_uncapped_weights_are_w_over_its_mean_at_the_fit(setup: dict, refined: Path) -> None:
+    """weights-uncapped: the same events, each weighted by w / mean(w at the fit) with no cap
+    (the capped mode's factor is min(w, cap) / (cap x acceptance)); no event is clipped."""
+    r = load_refiner(refined, required=True)
+    out, capped = setup["root"] / "wu.parquet", setup["root"] / "wc.parquet"
+    generate(refined, out, 4000, seed=1, refine_mode="weights-uncapped", batch_size=2000)
+    generate(refined, capped, 4000, seed=1, refine_mode="weights", batch_size=2000)
+    ev, ec = read_events(out), read_events(capped)
+    raw = read_events_of(refined, setup["root"] / "wu0.parquet", 4000, seed=1, refine=False)
+    np.testing.assert_array_equal(ev.p4, raw.p4)
+    w = r.weights(raw)
+    np.testing.assert_allclose(ev.weight / raw.weight, w / r.info["mean_weight_generated"], rtol=1e-9)
+    np.testing.assert_allclose(ec.weight / raw.weight,
+                               np.minimum(w, r.cap) / (r.cap * r.expected_acceptance), rtol=1e-9)
+    assert (w > r.cap).any()  # the two modes differ on this sample
+    meta = ev.meta["refinement"]
+    assert meta["mode"] == "weights-uncapped" and meta["clipped"] == 0 and "uncapped" in meta["reason"]
+    assert abs(meta["mean_factor"] - 1) < 0.1
+    res = CliRunner().invoke(app, ["generate", str(refined), "-n", "300", "-o",
+                                   str(setup["root"] / "wu_cli.parquet"), "--refine-mode", "weights-uncapped"])
+    assert res.exit_code == 0 and "weights not capped" in " ".join(res.output.split()), res.output
+
+
 def test_cli_generates_weighted_events(refined: Path, tmp_path: Path) -> None:
     out = tmp_path / "w.parquet"
     args = ["generate", str(refined), "-n", "500", "-o", str(out), "--refine-mode", "weights"]
@@ -356,7 +380,7 @@ def test_cli_generates_weighted_events(refined: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "weighted all 500 drawn events (effective share" in " ".join(res.output.split())
     res = CliRunner().invoke(app, [*args[:-1], "drop", "--overwrite"])
-    assert res.exit_code != 0 and "--refine-mode must be one of reject, weights" in " ".join(res.output.split())
+    assert res.exit_code != 0 and "--refine-mode must be one of reject, weights, weights-uncapped" in " ".join(res.output.split())
 
 
 def test_weights_mode_without_a_refiner_says_so(refined: Path, tmp_path: Path) -> None:

@@ -32,10 +32,12 @@ def generation_note(record: Mapping[str, Any] | None) -> str | None:
         closure = (r.get("fit") or {}).get("closure") or {}
         fit = (f"; its fit's marginal closure (chi2/ndf) {closure['before']:.2f} -> "
                f"{closure['after']:.2f}" if closure.get("after") is not None else "")
-        weighted = r.get("mode") == "weights"
+        weighted = str(r.get("mode", "")).startswith("weights")
         head = (f"as event weights on all {r['drawn']:,} drawn events (effective share "
                 f"{r['effective_share']:.3f}, " if weighted else
                 f"kept {100 * r['acceptance']:.1f}% of {r['drawn']:,} drawn events (")
-        notes.append(f"classifier refinement {head}{r['clipped']:,} above the weight cap{fit})"
+        cap = ("weights not capped" if r.get("mode") == "weights-uncapped" else
+               f"{r['clipped']:,} above the weight cap")
+        notes.append(f"classifier refinement {head}{cap}{fit})"
                      + ("; W1's floor is unweighted (weighted W1 fluctuates more)" if weighted else ""))
     return "; ".join(notes) or None

@@ -157,12 +157,13 @@ def _bench_model(
 
 def _bench_refined(model_dir: str, prior: str, process: str, *, device: str, scale: float,
                    batch_size: int, seed: int) -> list[dict[str, Any]]:
-    """Two rows for ``fastmc generate`` with the model directory's refiner
+    """A row per refine mode for ``fastmc generate`` with the model directory's refiner
     (:mod:`fastmc.workflows.refine`), to memory: whole events kept or dropped, and every event
-    kept with the refiner's factor in its weight (``--refine-mode weights``); the model on ``device``, the
+    kept with the refiner's factor in its weight (``--refine-mode weights``, capped, and
+    ``weights-uncapped``); the model on ``device``, the
     refiner's features on the CPU (torch's number of threads), its trees on ``device`` when
     that is a CUDA GPU, else on the CPU too; none without a refiner."""
-    from fastmc.workflows.generate import REFINE_MODES, _refinement_meta, generate_events
+    from fastmc.workflows.generate import REFINE_MODES, generate_events, refinement_metadata
     from fastmc.workflows.refine import load_refiner
 
     refiner = load_refiner(model_dir, prior=prior)
@@ -179,10 +180,11 @@ def _bench_refined(model_dir: str, prior: str, process: str, *, device: str, sca
                                      seed=seed, refiner=refiner, stats=stats, refine_mode=mode):
                 pass
             dt = time.perf_counter() - t0
-        meta = _refinement_meta(refiner, stats, mode) or {}
+        meta = refinement_metadata(refiner, stats, mode) or {}
         target = (f"memory, refined ({100 * (meta['acceptance'] or 0):.0f}% of drawn kept)"
                   if mode == "reject" else
-                  f"memory, refined as weights (effective share {meta['effective_share'] or 0:.2f})")
+                  f"memory, refined as {'uncapped ' if mode == 'weights-uncapped' else ''}weights "
+                  f"(effective share {meta['effective_share'] or 0:.2f})")
         rows.append({"device": device, "target": target, "batch_size": batch_size, "events": n,
                      "seconds": dt, "events_per_s": n / dt if dt > 0 else float("inf")})
     return rows

@@ -78,13 +78,18 @@ __all__ = [
     "generate_events",
     "parse_part",
     "part_range",
+    "refinement_metadata",
     "sample_batch",
     "shard_seed",
 ]
 
 #: How a refiner applies (:func:`generate_events`): whole events kept or dropped, or every
-#: event kept with the refiner's factor in its weight.
-REFINE_MODES = ("reject", "weights")
+#: event kept with the refiner's factor in its weight: min(w, cap) (the cap of the fit, as
+#: rejection applies it) or w itself ("weights-uncapped": no clipping bias, a lower effective
+#: share; docs/results.md session 14).
+REFINE_MODES = ("reject", "weights", "weights-uncapped")
+#: The refine modes that weight events instead of dropping them.
+WEIGHTING_MODES = ("weights", "weights-uncapped")
 
 SEED_RULE = "numpy.random.SeedSequence(seed, spawn_key=(shard,)).generate_state(1, uint64)[0] >> 1"
 
@@ -279,7 +284,7 @@ def generate_events(
     passing the selection; the surplus of the last batch included), ``accepted`` (yielded),
     ``shards`` and ``region_path``.  ``refiner``: keep or drop each drawn event before the
     selection (:func:`_refine`; one numpy generator per seed shard, from the shard's seed), or
-    with ``refine_mode="weights"`` keep it with the refiner's factor in its weight (:func:`_weigh`).
+    with a weighting ``refine_mode`` keep it with the refiner's factor in its weight (:func:`_weigh`).
     """
     weighting = _weighting(refiner, refine_mode)
     selection = Selection.build(channel, where, min_acceptance, pilot_events)
@@ -344,12 +349,13 @@ class _Tally:
 
 def _keep(events: Events, refiner: Refiner | None, rng: np.random.Generator,
           selection: Selection, tally: _Tally, stats: dict[str, Any], n: int, t0: float,
-          device: torch.device | None = None, weighting: bool = False) -> Events:
+          device: torch.device | None = None, weighting: str = "") -> Events:
     """The events of a batch that the refiner (if any; its trees on ``device``) and then the
-    selection keep; with ``weighting`` the refiner keeps all and puts its factor in the weight
-    column (which the caller multiplies by the process weight after the selection)."""
+    selection keep; with a ``weighting`` mode (:data:`WEIGHTING_MODES`) the refiner keeps all
+    and puts its factor in the weight column (which the caller multiplies by the process
+    weight after the selection)."""
     if refiner is not None and weighting:
-        events.weight[:] = _weigh(events, refiner, stats, device)
+        events.weight[:] = _weigh(events, refiner, stats, device, capped=weighting == "weights")
     elif refiner is not None:
         events = _refine(events, refiner, rng, stats, device)
     tally.offered += len(events)
@@ -384,23 +390,29 @@ def check_refine_mode(refine_mode: str, option: str = "refine_mode") -> None:
         raise ConfigError(f"{option} must be one of {', '.join(REFINE_MODES)}, not {refine_mode!r}")
 
 
-def _weighting(refiner: Refiner | None, refine_mode: str) -> bool:
-    """True when a run applies ``refiner`` as event weights; ConfigError for an unknown mode."""
+def _weighting(refiner: Refiner | None, refine_mode: str) -> str:
+    """The weighting mode (:data:`WEIGHTING_MODES`) when a run applies ``refiner`` as event
+    weights, else "" (false); ConfigError for an unknown mode."""
     check_refine_mode(refine_mode)
-    return refiner is not None and refine_mode == "weights"
+    return refine_mode if refiner is not None and refine_mode in WEIGHTING_MODES else ""
 
 
 def _weigh(events: Events, refiner: Refiner, stats: dict[str, Any],
-           device: torch.device | None = None) -> np.ndarray:
+           device: torch.device | None = None, *, capped: bool = True) -> np.ndarray:
     """The refiner's weight factor of each event of a batch, float64 [N]: ``min(w, cap)`` over
-    its mean on generated events at the fit (``cap`` x the fit's acceptance), so that the
-    weights' sum is unchanged on average; the counts ``refine_drawn``, ``refine_kept`` (all),
-    ``refine_clipped`` and the sums ``refine_w``, ``refine_w2`` of ``stats`` go up."""
+    its mean on generated events at the fit (``cap`` x the fit's acceptance), or without
+    ``capped`` ``w`` over its mean there (``mean_weight_generated``), so that the weights' sum
+    is unchanged on average; the counts ``refine_drawn``, ``refine_kept`` (all),
+    ``refine_clipped`` (above the cap, clipped only when ``capped``) and the sums ``refine_w``,
+    ``refine_w2`` of ``stats`` go up."""
     w = refiner.weights(events, threads=torch.get_num_threads(), device=device)
     stats["refine_tree_engine"] = refiner.walker(device)
-    factor = np.minimum(w, refiner.cap) / (refiner.cap * refiner.expected_acceptance)
+    if capped:
+        factor = np.minimum(w, refiner.cap) / (refiner.cap * refiner.expected_acceptance)
+    else:
+        factor = w / float(refiner.info["mean_weight_generated"])
     for key, add in (("refine_drawn", len(events)), ("refine_kept", len(events)),
-                     ("refine_clipped", int((w > refiner.cap).sum())),
+                     ("refine_clipped", int((w > refiner.cap).sum()) if capped else 0),
                      ("refine_w", float(factor.sum())), ("refine_w2", float((factor ** 2).sum()))):
         stats[key] = stats.get(key, 0) + add
     return factor
@@ -481,11 +493,12 @@ def _run_meta(stats: dict[str, Any], plan: ProcessPlan, counts: np.ndarray, chan
     return out
 
 
-def _refinement_meta(refiner: Refiner | None, stats: Mapping[str, Any], mode: str = "reject"
-                     ) -> dict[str, Any] | None:
+def refinement_metadata(refiner: Refiner | None, stats: Mapping[str, Any], mode: str = "reject"
+                        ) -> dict[str, Any] | None:
     """The output metadata ``refinement`` of a run: events drawn, kept and clipped (weight above
-    the cap) by the refiner, and what its fit measured; with ``mode="weights"`` the effective
-    share of the weights, (sum w)^2 / (N sum w^2), too; None without a refiner."""
+    the cap) by the refiner, and what its fit measured; with a weighting ``mode`` the effective
+    share of the weights, (sum w)^2 / (N sum w^2), and their mean factor too; None without a
+    refiner."""
     if refiner is None:
         return None
     drawn, kept = int(stats.get("refine_drawn", 0)), int(stats.get("refine_kept", 0))
@@ -502,13 +515,14 @@ def _refinement_meta(refiner: Refiner | None, stats: Mapping[str, Any], mode: st
                   "none moved",
         "fit": fit, "tree_engine": stats.get("refine_tree_engine", refiner.tree_engine),
     }
-    if mode == "weights":
+    if mode in WEIGHTING_MODES:
         sw, sw2 = stats.get("refine_w", 0.0), stats.get("refine_w2", 0.0)
+        factor = ("min(w, cap) / (cap x the acceptance at the fit)" if mode == "weights" else
+                  "w / (the mean of w over generated events at the fit), uncapped")
         meta.update(effective_share=sw * sw / (drawn * sw2) if drawn and sw2 else None,
                     mean_factor=sw / drawn if drawn else None,
-                    reason="classifier refinement as event weights: every drawn event kept, its "
-                           "weight multiplied by min(w, cap) / (cap x the acceptance at the fit); "
-                           "none moved or dropped")
+                    reason=f"classifier refinement as event weights: every drawn event kept, its "
+                           f"weight multiplied by {factor}; none moved or dropped")
     return meta
 
 
@@ -565,14 +579,14 @@ def generate(
     the seeds, the part, the selection's efficiency and the refinement's counts.  ``refine``:
     use the model directory's refiner (:mod:`fastmc.workflows.refine`): None = when it has a
     valid one, True = it must, False = never; ``refine_mode``: "reject" (keep or drop whole
-    events) or "weights" (keep every event, the refiner's factor in its weight; see
-    :func:`generate_events`).  Returns a :class:`GenerateReport`.
+    events), "weights" (keep every event, the refiner's factor min(w, cap) in its weight) or
+    "weights-uncapped" (the factor w itself; see :func:`generate_events`).  Returns a :class:`GenerateReport`.
     """
     from fastmc.io import open_writer
 
     model, model_dir, refiner = _load(model, device, refine, prior)
-    if refiner is None and refine_mode == "weights" and refine is not False:
-        warnings.warn(f"refine_mode='weights' but {model_dir or 'the model'} has no refiner that "
+    if refiner is None and refine_mode in WEIGHTING_MODES and refine is not False:
+        warnings.warn(f"refine_mode={refine_mode!r} but {model_dir or 'the model'} has no refiner that "
                       "applies: generating without refinement (fit one with `fastmc refine`)",
                       UserWarning, stacklevel=2)
     plan = process_plan(model, process=process, cocktail=cocktail, prior=prior, params=params,
@@ -598,7 +612,7 @@ def generate(
             if progress is not None:
                 progress(len(events))
         writer.meta.update(_run_meta(stats, plan, counts, channel, where, min_efficiency, pilot_events),
-                           refinement=_refinement_meta(refiner, stats, refine_mode))
+                           refinement=refinement_metadata(refiner, stats, refine_mode))
         rejection = _model_rejection(before, model.generation_stats())
         writer.meta["model_rejection"] = rejection
     return _report(out_path, writer.meta, meta, stats, plan.label, prior, seed, part, (first, stop),
