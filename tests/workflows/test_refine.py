@@ -244,11 +244,11 @@ def test_bench_times_refined_generation_too(refined: Path) -> None:
     result = run_bench(refined, scale=0.01, batch_sizes=(100,), targets=("memory",),
                        device="cpu", simulate=False)
     rows = [r for r in result["rows"] if "refined" in r["target"]]
-    assert len(rows) == 3 and all(r["events"] >= 100 and r["events_per_s"] > 0 for r in rows)
-    assert "% of drawn kept" in rows[0]["target"]
-    ess = float(rows[1]["target"].split("effective share ")[1].rstrip(")"))
-    assert "as weights" in rows[1]["target"] and 0 < ess < 1
-    assert "as uncapped weights" in rows[2]["target"]
+    assert len(rows) == 4 and all(r["events"] >= 100 and r["events_per_s"] > 0 for r in rows)
+    assert "% of drawn kept)" in rows[0]["target"] and "above the cap weighted" in rows[1]["target"]
+    ess = float(rows[2]["target"].split("effective share ")[1].rstrip(")"))
+    assert "as weights" in rows[2]["target"] and 0 < ess < 1
+    assert "as uncapped weights" in rows[3]["target"]
 
 
 def test_the_models_store_gives_its_training_split(setup: dict, tiny_store: Path) -> None:
@@ -373,6 +373,27 @@ def test_uncapped_weights_are_w_over_its_mean_at_the_fit(setup: dict, refined: P
     assert res.exit_code == 0 and "weights not capped" in " ".join(res.output.split()), res.output
 
 
+def test_partial_unweighting_keeps_the_rejected_events_and_weights_the_overweights(
+        setup: dict, refined: Path) -> None:
+    """reject-uncapped: the very events --refine-mode reject keeps (same seed, same draws),
+    weight 1 x norm below the cap and w / cap x norm above it, norm = cap x acceptance / E[w]
+    at the fit; so the weighted kept events carry no clipping."""
+    r = load_refiner(refined, required=True)
+    plain, part = setup["root"] / "rj.parquet", setup["root"] / "ru.parquet"
+    generate(refined, plain, 2500, seed=3, refine_mode="reject", batch_size=2000)
+    generate(refined, part, 2500, seed=3, refine_mode="reject-uncapped", batch_size=2000)
+    a, b = read_events(plain), read_events(part)
+    np.testing.assert_array_equal(a.p4, b.p4)  # the same kept events
+    w = r.weights(b)
+    norm = r.info["mean_weight_generated"] / (r.cap * r.expected_acceptance)
+    np.testing.assert_allclose(b.weight / a.weight, np.maximum(w / r.cap, 1.0) / norm, rtol=1e-9)
+    assert (w > r.cap).any() and np.ptp(a.weight) == 0  # overweights here; reject: unweighted
+    meta = b.meta["refinement"]
+    assert meta["mode"] == "reject-uncapped" and len(b) <= meta["kept"] < meta["drawn"]
+    assert 0.5 < meta["effective_share"] <= 1 and abs(meta["mean_factor"] - 1) < 0.15
+    assert "partial unweighting" in meta["reason"]
+
+
 def test_cli_generates_weighted_events(refined: Path, tmp_path: Path) -> None:
     out = tmp_path / "w.parquet"
     args = ["generate", str(refined), "-n", "500", "-o", str(out), "--refine-mode", "weights"]
@@ -380,7 +401,7 @@ def test_cli_generates_weighted_events(refined: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "weighted all 500 drawn events (effective share" in " ".join(res.output.split())
     res = CliRunner().invoke(app, [*args[:-1], "drop", "--overwrite"])
-    assert res.exit_code != 0 and "--refine-mode must be one of reject, weights, weights-uncapped" in " ".join(res.output.split())
+    assert res.exit_code != 0 and "--refine-mode must be one of reject, reject-uncapped, weights, weights-uncapped" in " ".join(res.output.split())
 
 
 def test_weights_mode_without_a_refiner_says_so(refined: Path, tmp_path: Path) -> None:

@@ -454,6 +454,8 @@ def generate_cmd(
     refine_mode: str = typer.Option(
         "reject", "--refine-mode",
         help="How the refiner applies: reject (keep or drop whole events: unweighted events), "
+        "reject-uncapped (the same, the ~1% of kept events above the weight cap weighted w / cap "
+        "instead of clipped: no bias from the cap), "
         "weights (keep every drawn event, the refiner's factor min(w, cap) / mean in its "
         "weight: weighted events, 3-5x faster; the effective share is in the metadata) or "
         "weights-uncapped (the factor w / mean: no bias from the cap, which lowers the mean HT "
@@ -515,8 +517,10 @@ def generate_cmd(
                 "recorded in the file's metadata)")
     elif report.refinement is not None:
         r = report.refinement
+        over = ", kept with weight w / cap" if r["mode"] == "reject-uncapped" else ""
         msg += (f"; refinement kept {100 * (r['acceptance'] or 0):.1f}% of {r['drawn']:,} drawn "
-                f"events ({r['clipped']:,} above the weight cap; recorded in the file's metadata)")
+                f"events ({r['clipped']:,} above the weight cap{over}; recorded in the file's "
+                "metadata)")
     if report.model_rejected_share:
         msg += (
             f"; the model rejected {100 * report.model_rejected_share:.1f}% of the events it drew "

@@ -37,7 +37,8 @@ def generation_note(record: Mapping[str, Any] | None) -> str | None:
                 f"{r['effective_share']:.3f}, " if weighted else
                 f"kept {100 * r['acceptance']:.1f}% of {r['drawn']:,} drawn events (")
         cap = ("weights not capped" if r.get("mode") == "weights-uncapped" else
-               f"{r['clipped']:,} above the weight cap")
+               f"{r['clipped']:,} above the weight cap"
+               + (", kept with weight w / cap" if r.get("mode") == "reject-uncapped" else ""))
         notes.append(f"classifier refinement {head}{cap}{fit})"
                      + ("; W1's floor is unweighted (weighted W1 fluctuates more)" if weighted else ""))
     return "; ".join(notes) or None

@@ -109,7 +109,8 @@ def generate(model: GenerativeModel | PathLike, n: int, *, prior: str = "normal"
     keep only events passing a Dark Machines channel.  The same ``seed`` gives the same events
     (at the same thread count).  ``refine``: use the model directory's refiner (:func:`refine`;
     None = when it has a valid one, True = it must, False = never); ``refine_mode``:
-    ``"reject"`` (keep or drop whole events: unweighted), ``"weights"`` (keep every event,
+    ``"reject"`` (keep or drop whole events: unweighted), ``"reject-uncapped"`` (the kept
+    events above the cap weighted w / cap), ``"weights"`` (keep every event,
     the refiner's factor min(w, cap) in its ``weight``: 3-5x faster than rejection,
     docs/models.md) or ``"weights-uncapped"`` (the factor w, not clipped at the cap).  With ``output``
     the events are streamed to that file and its path is returned.

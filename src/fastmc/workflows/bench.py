@@ -160,7 +160,8 @@ def _bench_refined(model_dir: str, prior: str, process: str, *, device: str, sca
     """A row per refine mode for ``fastmc generate`` with the model directory's refiner
     (:mod:`fastmc.workflows.refine`), to memory: whole events kept or dropped, and every event
     kept with the refiner's factor in its weight (``--refine-mode weights``, capped, and
-    ``weights-uncapped``); the model on ``device``, the
+    ``weights-uncapped``), and partial unweighting (``reject-uncapped``); the model on
+    ``device``, the
     refiner's features on the CPU (torch's number of threads), its trees on ``device`` when
     that is a CUDA GPU, else on the CPU too; none without a refiner."""
     from fastmc.workflows.generate import REFINE_MODES, generate_events, refinement_metadata
@@ -172,7 +173,7 @@ def _bench_refined(model_dir: str, prior: str, process: str, *, device: str, sca
     m = load_model(model_dir, device=device)
     rows = []
     for mode in REFINE_MODES:
-        n = max(int((20_000 if mode == "reject" else 60_000) * scale), batch_size)
+        n = max(int((20_000 if mode.startswith("reject") else 60_000) * scale), batch_size)
         for k in (batch_size, n):  # a warm-up batch (a compiled sampler compiles here), then n
             stats: dict[str, Any] = {}
             t0 = time.perf_counter()
@@ -181,8 +182,9 @@ def _bench_refined(model_dir: str, prior: str, process: str, *, device: str, sca
                 pass
             dt = time.perf_counter() - t0
         meta = refinement_metadata(refiner, stats, mode) or {}
-        target = (f"memory, refined ({100 * (meta['acceptance'] or 0):.0f}% of drawn kept)"
-                  if mode == "reject" else
+        target = (f"memory, refined ({100 * (meta['acceptance'] or 0):.0f}% of drawn kept"
+                  f"{', above the cap weighted' if mode == 'reject-uncapped' else ''})"
+                  if mode.startswith("reject") else
                   f"memory, refined as {'uncapped ' if mode == 'weights-uncapped' else ''}weights "
                   f"(effective share {meta['effective_share'] or 0:.2f})")
         rows.append({"device": device, "target": target, "batch_size": batch_size, "events": n,

@@ -86,8 +86,10 @@ __all__ = [
 #: How a refiner applies (:func:`generate_events`): whole events kept or dropped, or every
 #: event kept with the refiner's factor in its weight: min(w, cap) (the cap of the fit, as
 #: rejection applies it) or w itself ("weights-uncapped": no clipping bias, a lower effective
-#: share; docs/results.md session 14).
-REFINE_MODES = ("reject", "weights", "weights-uncapped")
+#: share; docs/results.md session 14).  "reject-uncapped" is partial unweighting: rejection,
+#: and the events above the cap (about 1%) kept with weight w / cap instead of 1, so that the
+#: cap clips nothing.
+REFINE_MODES = ("reject", "reject-uncapped", "weights", "weights-uncapped")
 #: The refine modes that weight events instead of dropping them.
 WEIGHTING_MODES = ("weights", "weights-uncapped")
 
@@ -288,7 +290,7 @@ def generate_events(
     """
     weighting = _weighting(refiner, refine_mode)
     selection = Selection.build(channel, where, min_acceptance, pilot_events)
-    rejecting = selection.active or (refiner is not None and not weighting)
+    rejecting = selection.active or (refiner is not None and weighting not in WEIGHTING_MODES)
     _check_arguments(model, n, prior, batch_size, shard_size, truth_events, part, rejecting)
     first, stop = part_range(n, shard_size, part)
     plan, bounds = _plan(model, selection, region_path, process=process, cocktail=cocktail,
@@ -353,11 +355,11 @@ def _keep(events: Events, refiner: Refiner | None, rng: np.random.Generator,
     """The events of a batch that the refiner (if any; its trees on ``device``) and then the
     selection keep; with a ``weighting`` mode (:data:`WEIGHTING_MODES`) the refiner keeps all
     and puts its factor in the weight column (which the caller multiplies by the process
-    weight after the selection)."""
-    if refiner is not None and weighting:
+    weight after the selection); "reject-uncapped" rejects and puts the overweights there."""
+    if refiner is not None and weighting in WEIGHTING_MODES:
         events.weight[:] = _weigh(events, refiner, stats, device, capped=weighting == "weights")
     elif refiner is not None:
-        events = _refine(events, refiner, rng, stats, device)
+        events = _refine(events, refiner, rng, stats, device, overweights=bool(weighting))
     tally.offered += len(events)
     if selection.active:
         events = events[selection.keep(events)]
@@ -370,15 +372,27 @@ def _keep(events: Events, refiner: Refiner | None, rng: np.random.Generator,
 
 
 def _refine(events: Events, refiner: Refiner, rng: np.random.Generator,
-            stats: dict[str, Any], device: torch.device | None = None) -> Events:
+            stats: dict[str, Any], device: torch.device | None = None, *,
+            overweights: bool = False) -> Events:
     """The events of a batch the refiner keeps (its features on torch's number of threads, its
-    trees on ``device`` when that is a CUDA GPU: the model's);
-    the counts ``refine_drawn``, ``refine_kept`` and ``refine_clipped`` (weights above the
-    cap) of ``stats`` (:func:`generate_events`) go up."""
-    keep, clipped = refiner.accept(events, rng, threads=torch.get_num_threads(), device=device)
+    trees on ``device`` when that is a CUDA GPU: the model's); with ``overweights`` (partial
+    unweighting) each kept event's weight column holds max(w / cap, 1) over its mean over kept
+    events at the fit (E[w] / (cap x acceptance)): the kept events weighted follow p_train
+    without the cap's clipping, and the weights' sum is unchanged on average.  The counts
+    ``refine_drawn``, ``refine_kept`` and ``refine_clipped`` (weights above the cap), and with
+    ``overweights`` the sums ``refine_w``, ``refine_w2`` of the factors, of ``stats``
+    (:func:`generate_events`) go up."""
+    w = refiner.weights(events, threads=torch.get_num_threads(), device=device)
+    keep = rng.random(len(w)) * refiner.cap < w  # as Refiner.accept: the same draws
     stats["refine_tree_engine"] = refiner.walker(device)
-    for key, add in (("refine_drawn", len(events)), ("refine_kept", int(keep.sum())),
-                     ("refine_clipped", clipped)):
+    adds = [("refine_drawn", len(events)), ("refine_kept", int(keep.sum())),
+            ("refine_clipped", int((w > refiner.cap).sum()))]
+    if overweights:
+        norm = float(refiner.info["mean_weight_generated"]) / (refiner.cap * refiner.expected_acceptance)
+        factor = np.maximum(w[keep] / refiner.cap, 1.0) / norm
+        events.weight[keep] = factor
+        adds += [("refine_w", float(factor.sum())), ("refine_w2", float((factor ** 2).sum()))]
+    for key, add in adds:
         stats[key] = stats.get(key, 0) + add
     return events[keep]
 
@@ -391,10 +405,11 @@ def check_refine_mode(refine_mode: str, option: str = "refine_mode") -> None:
 
 
 def _weighting(refiner: Refiner | None, refine_mode: str) -> str:
-    """The weighting mode (:data:`WEIGHTING_MODES`) when a run applies ``refiner`` as event
-    weights, else "" (false); ConfigError for an unknown mode."""
+    """The mode when a run puts ``refiner``'s factor in the event weights (a
+    :data:`WEIGHTING_MODES` one, or "reject-uncapped"), else "" (false); ConfigError for an
+    unknown mode."""
     check_refine_mode(refine_mode)
-    return refine_mode if refiner is not None and refine_mode in WEIGHTING_MODES else ""
+    return refine_mode if refiner is not None and refine_mode != "reject" else ""
 
 
 def _weigh(events: Events, refiner: Refiner, stats: dict[str, Any],
@@ -515,14 +530,19 @@ def refinement_metadata(refiner: Refiner | None, stats: Mapping[str, Any], mode:
                   "none moved",
         "fit": fit, "tree_engine": stats.get("refine_tree_engine", refiner.tree_engine),
     }
-    if mode in WEIGHTING_MODES:
-        sw, sw2 = stats.get("refine_w", 0.0), stats.get("refine_w2", 0.0)
+    sw, sw2 = stats.get("refine_w", 0.0), stats.get("refine_w2", 0.0)
+    if mode in WEIGHTING_MODES or mode == "reject-uncapped":  # over the kept (= drawn) events
+        meta.update(effective_share=sw * sw / (kept * sw2) if kept and sw2 else None,
+                    mean_factor=sw / kept if kept else None)
+    if mode == "reject-uncapped":
+        meta["reason"] = ("classifier refinement with partial unweighting: whole events kept with "
+                          "probability min(w / cap, 1), the kept ones above the cap with weight "
+                          "w / cap instead of 1 (normalised to a mean of 1), none moved")
+    elif mode in WEIGHTING_MODES:
         factor = ("min(w, cap) / (cap x the acceptance at the fit)" if mode == "weights" else
                   "w / (the mean of w over generated events at the fit), uncapped")
-        meta.update(effective_share=sw * sw / (drawn * sw2) if drawn and sw2 else None,
-                    mean_factor=sw / drawn if drawn else None,
-                    reason=f"classifier refinement as event weights: every drawn event kept, its "
-                           f"weight multiplied by {factor}; none moved or dropped")
+        meta["reason"] = (f"classifier refinement as event weights: every drawn event kept, its "
+                          f"weight multiplied by {factor}; none moved or dropped")
     return meta
 
 
