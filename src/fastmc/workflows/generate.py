@@ -382,8 +382,7 @@ def _refine(events: Events, refiner: Refiner, rng: np.random.Generator,
     ``refine_drawn``, ``refine_kept`` and ``refine_clipped`` (weights above the cap), and with
     ``overweights`` the sums ``refine_w``, ``refine_w2`` of the factors, of ``stats``
     (:func:`generate_events`) go up."""
-    w = refiner.weights(events, threads=torch.get_num_threads(), device=device)
-    keep = rng.random(len(w)) * refiner.cap < w  # as Refiner.accept: the same draws
+    keep, w = refiner.accept(events, rng, threads=torch.get_num_threads(), device=device)
     stats["refine_tree_engine"] = refiner.walker(device)
     adds = [("refine_drawn", len(events)), ("refine_kept", int(keep.sum())),
             ("refine_clipped", int((w > refiner.cap).sum()))]
@@ -599,8 +598,10 @@ def generate(
     the seeds, the part, the selection's efficiency and the refinement's counts.  ``refine``:
     use the model directory's refiner (:mod:`fastmc.workflows.refine`): None = when it has a
     valid one, True = it must, False = never; ``refine_mode``: "reject" (keep or drop whole
-    events), "weights" (keep every event, the refiner's factor min(w, cap) in its weight) or
-    "weights-uncapped" (the factor w itself; see :func:`generate_events`).  Returns a :class:`GenerateReport`.
+    events), "reject-uncapped" (the same events, those above the cap weighted w / cap),
+    "weights" (keep every event, the refiner's factor min(w, cap) in its weight) or
+    "weights-uncapped" (the factor w itself; see :data:`REFINE_MODES`).  Returns a
+    :class:`GenerateReport`.
     """
     from fastmc.io import open_writer
 

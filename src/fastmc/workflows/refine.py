@@ -181,11 +181,11 @@ class Refiner:
         return np.exp(-np.clip(self.trees.logit(x, device=device, engine=self.engine), -50.0, 50.0))
 
     def accept(self, events: Events, rng: np.random.Generator, *, threads: int = 1,
-               device: Any = None) -> tuple[np.ndarray, int]:
-        """(bool [N]: keep each event with probability min(w / cap, 1), number of events whose
-        weight exceeded the cap); ``threads``, ``device``: see :meth:`weights`."""
+               device: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """(bool [N]: keep each event with probability min(w / cap, 1), its w float64 [N]);
+        ``threads``, ``device``: see :meth:`weights`."""
         w = self.weights(events, threads=threads, device=device)
-        return rng.random(len(w)) * self.cap < w, int((w > self.cap).sum())
+        return rng.random(len(w)) * self.cap < w, w
 
     @property
     def expected_acceptance(self) -> float:
