@@ -463,6 +463,7 @@ def generate_cmd(
     ),
 ) -> None:
     """Generate N events with a trained model, streamed to OUTPUT (GeV inside; MeV in CSV)."""
+    from fastmc.evaluate.generation import cap_note
     from fastmc.io import check_output, detect_format
     from fastmc.workflows.generate import (
         WEIGHTING_MODES,
@@ -510,17 +511,12 @@ def generate_cmd(
                 f"{'refined' if report.refinement else 'generated'} events ({report.region_path})")
     if report.refinement is not None and report.refinement.get("mode") in WEIGHTING_MODES:
         r = report.refinement
-        cap = ("weights not capped" if r["mode"] == "weights-uncapped" else
-               f"{r['clipped']:,} above the weight cap")
         msg += (f"; refinement weighted all {r['drawn']:,} drawn events (effective share "
-                f"{r['effective_share'] or 0:.3f}, {cap}; "
-                "recorded in the file's metadata)")
+                f"{r['effective_share'] or 0:.3f}, {cap_note(r)}; recorded in the file's metadata)")
     elif report.refinement is not None:
         r = report.refinement
-        over = ", kept with weight w / cap" if r["mode"] == "reject-uncapped" else ""
         msg += (f"; refinement kept {100 * (r['acceptance'] or 0):.1f}% of {r['drawn']:,} drawn "
-                f"events ({r['clipped']:,} above the weight cap{over}; recorded in the file's "
-                "metadata)")
+                f"events ({cap_note(r)}; recorded in the file's metadata)")
     if report.model_rejected_share:
         msg += (
             f"; the model rejected {100 * report.model_rejected_share:.1f}% of the events it drew "

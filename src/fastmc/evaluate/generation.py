@@ -6,7 +6,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["generation_note", "generation_record"]
+__all__ = ["cap_note", "generation_note", "generation_record"]
+
+
+def cap_note(refinement: Mapping[str, Any]) -> str:
+    """What a run's refinement (its ``refinement`` metadata) did at the weight cap, in words:
+    "weights not capped", or "N above the weight cap" (", kept with weight w / cap" for
+    partial unweighting)."""
+    mode = refinement.get("mode")
+    if mode == "weights-uncapped":
+        return "weights not capped"
+    return (f"{refinement['clipped']:,} above the weight cap"
+            + (", kept with weight w / cap" if mode == "reject-uncapped" else ""))
 
 
 def generation_record(meta: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -36,9 +47,6 @@ def generation_note(record: Mapping[str, Any] | None) -> str | None:
         head = (f"as event weights on all {r['drawn']:,} drawn events (effective share "
                 f"{r['effective_share']:.3f}, " if weighted else
                 f"kept {100 * r['acceptance']:.1f}% of {r['drawn']:,} drawn events (")
-        cap = ("weights not capped" if r.get("mode") == "weights-uncapped" else
-               f"{r['clipped']:,} above the weight cap"
-               + (", kept with weight w / cap" if r.get("mode") == "reject-uncapped" else ""))
-        notes.append(f"classifier refinement {head}{cap}{fit})"
+        notes.append(f"classifier refinement {head}{cap_note(r)}{fit})"
                      + ("; W1's floor is unweighted (weighted W1 fluctuates more)" if weighted else ""))
     return "; ".join(notes) or None

@@ -24,6 +24,7 @@ go into a safetensors file through :mod:`fastmc.models.modeldir` (no code is eve
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import threading
 from typing import Any
@@ -46,13 +47,19 @@ def resolve_engine(engine: str) -> str:
     the ``export`` extra."""
     if engine not in ENGINES:
         raise ValueError(f"tree engine must be one of {', '.join(ENGINES)}, not {engine!r}")
-    have = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
+    have = _have_onnxruntime()
     if engine == "onnxruntime" and not have:
         from fastmc.errors import require
 
         require("onnx", "export")
         require("onnxruntime", "export")
     return "onnxruntime" if engine == "onnxruntime" or (engine == "auto" and have) else "numpy"
+
+
+@functools.cache
+def _have_onnxruntime() -> bool:
+    """Whether onnx and onnxruntime are installed (looked up once: every batch asks)."""
+    return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -224,7 +231,7 @@ class TreeEnsemble:
         alone = roots[leaf[roots]]
         left = np.concatenate([self.child[inner].astype(np.int64), alone])
         right = np.concatenate([self.child[inner].astype(np.int64) + 1, alone])
-        tree_roots = np.where(leaf[roots], 0, number[roots])
+        tree_roots = number[roots]
         tree_roots[leaf[roots]] = len(inner) + np.arange(len(alone))
         node = helper.make_node(
             "TreeEnsemble", ["x"], ["sum"], domain="ai.onnx.ml",

@@ -135,7 +135,7 @@ def _point_plan(model: GenerativeModel, family: str, params: Mapping[str, float]
     fixed: dict[str, float] = {}
     for p, (f, _) in zip(model.processes, space.points, strict=True):
         if f == family:
-            fixed.update(((model.info or {}).get("processes", {}).get(p) or {}).get("params") or {})
+            fixed.update(_trained_params(model, p))
     # a parameter held fixed in training may be given again at its value (e.g. m_neutralino=100)
     varied = space.trained(family) if family in space.families else {}
     given = dict(params)

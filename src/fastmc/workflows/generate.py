@@ -70,6 +70,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "REFINE_MODES",
+    "WEIGHTING_MODES",
     "GenerateReport",
     "check_prior",
     "check_refine_mode",
@@ -359,7 +360,7 @@ def _keep(events: Events, refiner: Refiner | None, rng: np.random.Generator,
     if refiner is not None and weighting in WEIGHTING_MODES:
         events.weight[:] = _weigh(events, refiner, stats, device, capped=weighting == "weights")
     elif refiner is not None:
-        events = _refine(events, refiner, rng, stats, device, overweights=bool(weighting))
+        events = _refine(events, refiner, rng, stats, device, overweights=weighting == "reject-uncapped")
     tally.offered += len(events)
     if selection.active:
         events = events[selection.keep(events)]
@@ -387,7 +388,7 @@ def _refine(events: Events, refiner: Refiner, rng: np.random.Generator,
     adds = [("refine_drawn", len(events)), ("refine_kept", int(keep.sum())),
             ("refine_clipped", int((w > refiner.cap).sum()))]
     if overweights:
-        norm = float(refiner.info["mean_weight_generated"]) / (refiner.cap * refiner.expected_acceptance)
+        norm = refiner.mean_weight / (refiner.cap * refiner.expected_acceptance)
         factor = np.maximum(w[keep] / refiner.cap, 1.0) / norm
         events.weight[keep] = factor
         adds += [("refine_w", float(factor.sum())), ("refine_w2", float((factor ** 2).sum()))]
@@ -424,7 +425,7 @@ def _weigh(events: Events, refiner: Refiner, stats: dict[str, Any],
     if capped:
         factor = np.minimum(w, refiner.cap) / (refiner.cap * refiner.expected_acceptance)
     else:
-        factor = w / float(refiner.info["mean_weight_generated"])
+        factor = w / refiner.mean_weight
     for key, add in (("refine_drawn", len(events)), ("refine_kept", len(events)),
                      ("refine_clipped", int((w > refiner.cap).sum()) if capped else 0),
                      ("refine_w", float(factor.sum())), ("refine_w2", float((factor ** 2).sum()))):
@@ -530,7 +531,7 @@ def refinement_metadata(refiner: Refiner | None, stats: Mapping[str, Any], mode:
         "fit": fit, "tree_engine": stats.get("refine_tree_engine", refiner.tree_engine),
     }
     sw, sw2 = stats.get("refine_w", 0.0), stats.get("refine_w2", 0.0)
-    if mode in WEIGHTING_MODES or mode == "reject-uncapped":  # over the kept (= drawn) events
+    if mode != "reject":  # the factors' share and mean over the kept (weights: = drawn) events
         meta.update(effective_share=sw * sw / (kept * sw2) if kept and sw2 else None,
                     mean_factor=sw / kept if kept else None)
     if mode == "reject-uncapped":

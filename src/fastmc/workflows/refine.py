@@ -188,6 +188,12 @@ class Refiner:
         return rng.random(len(w)) * self.cap < w, w
 
     @property
+    def mean_weight(self) -> float:
+        """The mean of w over generated events at the fit (``mean_weight_generated``): what
+        the uncapped factors are divided by."""
+        return float(self.info["mean_weight_generated"])
+
+    @property
     def expected_acceptance(self) -> float:
         return float(self.info["acceptance"])
 
